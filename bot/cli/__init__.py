@@ -1,0 +1,73 @@
+"""The `deskmate` command line: one parser, one line per error, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
+
+from bot.errors import ConfigError, DeskmateError, UsageError
+from bot.settings import Settings, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> Parser:
+    from bot.cli import admin, service
+
+    parser = Parser(
+        prog="deskmate",
+        description="A chat bot for Slack and Teams, grounded in memories and department docs.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    service.register(commands)
+    admin.register(commands)
+    return parser
+
+
+def add_tenant_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tenant", default="default", help="the organisation to act on (default: %(default)s)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `deskmate` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"deskmate: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    command: Command = args.handler
+    try:
+        return asyncio.run(command(args, settings))
+    except UsageError as exc:
+        print(f"deskmate {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DeskmateError as exc:
+        print(f"deskmate {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`deskmate serve`: start the runtime and the HTTP server, stop both cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from bot.app import create_app
+from bot.runtime import Runtime
+from bot.settings import Settings
+
+logger = logging.getLogger("deskmate.serve")
+
+# How long requests in flight may take to finish once a stop signal arrives.
+HTTP_SHUTDOWN_SECONDS = 10.0
+
+
+async def serve(settings: Settings, *, host: str, port: int) -> None:
+    """Run until SIGTERM or SIGINT; then stop accepting, finish in-flight work, close the pool."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    runtime = Runtime(settings)
+    await runtime.start()
+    runner = web.AppRunner(
+        create_app(runtime), shutdown_timeout=HTTP_SHUTDOWN_SECONDS, access_log=None
+    )
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        _announce(settings, runtime, host, port)
+        await stop.wait()
+        logger.info("stopping: finishing requests in flight")
+    finally:
+        await runner.cleanup()
+        await runtime.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    logger.info("stopped")
+
+
+def _announce(settings: Settings, runtime: Runtime, host: str, port: int) -> None:
+    database = (
+        f"embedded PostgreSQL in {settings.data_dir / 'pgdata'}"
+        if runtime.db.embedded
+        else "DATABASE_URL"
+    )
+    llm = f"Claude ({settings.anthropic_model})" if settings.llm_enabled else "offline (no key)"
+    print(f"deskmate is listening on http://{host}:{port}/", flush=True)
+    print(f"  database: {database}", flush=True)
+    print(f"  language model: {llm}", flush=True)
+    print("  stop with Ctrl-C", flush=True)

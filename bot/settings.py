@@ -1,0 +1,180 @@
+"""Service settings: environment variables or a `.env` file, every one optional (SPEC §2).
+
+A setting that is present but invalid stops start-up with one line naming the variable;
+`load_settings()` turns pydantic's report into that line.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+# pgvector's HNSW index accepts at most 2,000 dimensions for the `vector` type.
+MAX_EMBEDDING_DIMENSION = 2000
+
+TEAMS_PREFIX = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
+
+
+class EmbeddingProvider(StrEnum):
+    HASH = "hash"
+    VOYAGE = "voyage"
+    OPENAI = "openai"
+    LOCAL = "local"
+
+
+def _teams(name: str) -> AliasChoices:
+    return AliasChoices(TEAMS_PREFIX + name)
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything deskmate reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Database
+    database_url: SecretStr | None = None
+    deskmate_data_dir: Path = Path(".deskmate")
+    db_pool_min_size: int = Field(default=1, ge=0, le=100)
+    db_pool_max_size: int = Field(default=10, ge=1, le=500)
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    # Claude
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+
+    # Teams, under the Agents SDK's own names
+    teams_client_id: str | None = Field(default=None, validation_alias=_teams("CLIENTID"))
+    teams_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=_teams("CLIENTSECRET")
+    )
+    teams_tenant_id: str | None = Field(default=None, validation_alias=_teams("TENANTID"))
+    teams_anonymous_allowed: bool = Field(
+        default=False, validation_alias=_teams("ANONYMOUS_ALLOWED")
+    )
+
+    # Retrieval
+    embedding_provider: EmbeddingProvider = EmbeddingProvider.HASH
+    embedding_dimension: int = Field(default=384, ge=8, le=MAX_EMBEDDING_DIMENSION)
+    embedding_model: str | None = None
+    embedding_base_url: str | None = None
+    voyage_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+
+    # Directory and time
+    public_departments: CommaList = Field(default_factory=lambda: ["general"])
+    default_timezone: str = "UTC"
+
+    # Service
+    scheduler_enabled: bool = True
+    webchat_token: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgres://", "postgresql://")
+        ):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("slack_api_url", "anthropic_base_url", "embedding_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins method names onto the base URL, so it must end with a slash.
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("public_departments", mode="before")
+    @classmethod
+    def _split_departments(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if not is_timezone(value):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def data_dir(self) -> Path:
+        return self.deskmate_data_dir.expanduser().resolve()
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.anthropic_api_key is not None
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None or self.slack_client_id is not None
+
+    @property
+    def teams_enabled(self) -> bool:
+        return self.teams_client_id is not None or self.teams_anonymous_allowed
+
+
+def is_timezone(name: str) -> bool:
+    """True when `name` is an IANA time zone this machine knows."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _variable_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return field.upper()
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: object) -> Settings:
+    """Read the settings, or raise ConfigError whose message is the one line to show."""
+    if env_file is not None and not os.path.exists(env_file):
+        env_file = None
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {_variable_name(error['loc'])}: {message}") from None

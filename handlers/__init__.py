@@ -1,0 +1,1 @@
+"""Platform edges: Slack, Teams and the local web chat turn events into IncomingMessages."""

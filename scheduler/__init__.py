@@ -1,0 +1,1 @@
+"""Time-driven work: scheduled deliveries, digests and alert evaluation."""

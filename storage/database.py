@@ -1,0 +1,133 @@
+"""The asyncpg pool: embedded or external server, migrations, pgvector codec on every connection."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from bot.errors import DatabaseUnavailable
+from bot.settings import Settings
+from storage.embedded import EmbeddedPostgres
+from storage.migrate import apply_migrations, check_embedding_dimension, pending_migrations
+
+logger = logging.getLogger("deskmate.storage")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Every connection of the pool speaks `vector` as numpy arrays and jsonb as Python objects.
+    await register_vector(conn)
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    database: bool
+    pending_migrations: tuple[str, ...]
+    detail: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.database and not self.pending_migrations
+
+
+class Database:
+    """Owns the database connection for one process: `start()`, use `pool`, then `stop()`."""
+
+    def __init__(self, settings: Settings, *, dsn: str | None = None) -> None:
+        self.settings = settings
+        self._dsn = dsn or (
+            settings.database_url.get_secret_value() if settings.database_url else None
+        )
+        self._embedded: EmbeddedPostgres | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("Database.start() has not been called")
+        return self._pool
+
+    async def dsn(self) -> str:
+        """The server's URL, starting the embedded server on first use."""
+        if self._dsn is None:
+            self._embedded = EmbeddedPostgres(self.settings.data_dir)
+            self._dsn = await self._embedded.start()
+        return self._dsn
+
+    async def connect(self) -> asyncpg.Connection:
+        """One plain connection (no codecs): for migrations and admin work."""
+        try:
+            return await asyncpg.connect(await self.dsn())
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; return the versions this call applied."""
+        conn = await self.connect()
+        try:
+            return await apply_migrations(
+                conn, embedding_dimension=self.settings.embedding_dimension
+            )
+        finally:
+            await conn.close()
+
+    async def start(self, *, migrate: bool = True) -> None:
+        """Reach the server, bring the schema up to date, and open the pool."""
+        if migrate:
+            applied = await self.migrate()
+            if applied:
+                logger.info("applied migrations %s", ", ".join(applied))
+        else:
+            conn = await self.connect()
+            try:
+                await check_embedding_dimension(conn, self.settings.embedding_dimension)
+            finally:
+                await conn.close()
+        try:
+            self._pool = await asyncpg.create_pool(
+                await self.dsn(),
+                min_size=self.settings.db_pool_min_size,
+                max_size=self.settings.db_pool_max_size,
+                init=_init_connection,
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable(f"cannot open the database pool: {exc}") from exc
+
+    async def stop(self) -> None:
+        """Close the pool, then leave the embedded server (if this process started one)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await pool.close()
+            except Exception:  # closing must not hide why we are stopping
+                logger.exception("closing the database pool failed")
+                pool.terminate()
+        if self._embedded is not None:
+            await self._embedded.stop()
+            self._embedded = None
+
+    async def readiness(self) -> Readiness:
+        """Is the database reachable and fully migrated? (for `/readyz`)"""
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                pending = await pending_migrations(conn)
+        except (OSError, TimeoutError, asyncpg.PostgresError, RuntimeError) as exc:
+            return Readiness(database=False, pending_migrations=(), detail=type(exc).__name__)
+        return Readiness(database=True, pending_migrations=tuple(pending))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection inside one transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
