@@ -2,21 +2,39 @@
 
 `hash` (the default) needs no network and no model: deterministic feature hashing of word
 unigrams, word bigrams and character trigrams, L2-normalised. It finds passages that share words
-with the question; the network providers also find passages that share meaning.
+with the question; the other providers also find passages that share meaning: `local`
+(sentence-transformers, below) and the HTTP ones, `VoyageEmbedder` and `OpenAICompatibleEmbedder`,
+which live in `bot.embedding_providers` and can be imported from here as well.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib.util
 import itertools
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
+from pydantic import SecretStr
 
 from bot.errors import DeskmateError
 from bot.settings import EmbeddingProvider, Settings
+
+if TYPE_CHECKING:
+    from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
+
+__all__ = [
+    "Embedder",
+    "EmbeddingError",
+    "HashEmbedder",
+    "LocalEmbedder",
+    "OpenAICompatibleEmbedder",
+    "VoyageEmbedder",
+    "create_embedder",
+]
 
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 
@@ -25,6 +43,33 @@ class EmbeddingError(DeskmateError):
     """The embedding provider failed or answered something unusable."""
 
     http_status = 502
+
+
+def unit_vector(values: object, *, model: str, dimension: int) -> np.ndarray:
+    """`values` as an L2-normalised float32 vector of `dimension` floats, else EmbeddingError."""
+    try:
+        vector = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise EmbeddingError(
+            f"the embedding model {model!r} returned a vector that is not a list of numbers"
+        ) from None
+    if vector.ndim != 1 or not np.all(np.isfinite(vector)):
+        raise EmbeddingError(
+            f"the embedding model {model!r} returned a vector that is not a list of numbers"
+        )
+    if vector.shape[0] != dimension:
+        raise dimension_mismatch(model, vector.shape[0], dimension)
+    norm = float(np.linalg.norm(vector))
+    # A zero vector stays zero, as HashEmbedder does for a text without words.
+    return vector / norm if norm > 0 else vector
+
+
+def dimension_mismatch(model: str, returned: int, configured: int) -> EmbeddingError:
+    """The error for a model whose vectors do not fit the database's vector column."""
+    return EmbeddingError(
+        f"the embedding model {model!r} returns {returned} dimensions "
+        f"but EMBEDDING_DIMENSION is {configured}"
+    )
 
 
 class Embedder(Protocol):
@@ -77,9 +122,146 @@ class HashEmbedder:
         return None
 
 
+class LocalEmbedder:
+    """sentence-transformers on this machine (the `deskmate[local]` extra), in a worker thread."""
+
+    default_model: ClassVar[str] = "sentence-transformers/all-MiniLM-L6-v2"
+    batch_size: int = 32
+
+    def __init__(self, *, dimension: int, model: str | None = None) -> None:
+        """Raise EmbeddingError at once when the extra is missing, not at the first question."""
+        # Only look for the package here: importing it pulls in torch, which takes seconds.
+        if not _installed("sentence_transformers"):
+            raise _missing_extra()
+        self.dimension = dimension
+        self.model = model or self.default_model
+        self._model: Any = None
+        self._lock = asyncio.Lock()
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One unit vector per text, in input order."""
+        return await self._encode(list(texts), "document") if texts else []
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """The unit vector of a question."""
+        return (await self._encode([text], "query"))[0]
+
+    async def aclose(self) -> None:
+        """Let the model's memory go; it is loaded again if the embedder is used again."""
+        self._model = None
+
+    async def _encode(self, texts: list[str], kind: str) -> list[np.ndarray]:
+        try:
+            model = await self._loaded()
+            rows = await asyncio.to_thread(self._encode_blocking, model, texts, kind)
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # torch and the tokenizers raise whatever they like
+            raise EmbeddingError(
+                f"the local embedding model {self.model!r} failed: {_first_line(exc)}"
+            ) from exc
+        return [unit_vector(row, model=self.model, dimension=self.dimension) for row in rows]
+
+    def _encode_blocking(self, model: Any, texts: list[str], kind: str) -> Any:
+        # Instruction-tuned models (e5, bge, nomic) ship named prompts; use them when present.
+        prompts = getattr(model, "prompts", None) or {}
+        names = ("query",) if kind == "query" else ("document", "passage")
+        prompt_name = next((name for name in names if name in prompts), None)
+        return model.encode(
+            texts,
+            batch_size=self.batch_size,
+            prompt_name=prompt_name,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+
+    async def _loaded(self) -> Any:
+        # The lock keeps two first questions from loading the model twice.
+        async with self._lock:
+            if self._model is None:
+                self._model = await asyncio.to_thread(self._load_blocking)
+        return self._model
+
+    def _load_blocking(self) -> Any:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise _missing_extra() from None
+        try:
+            model = SentenceTransformer(self.model)
+        except Exception as exc:  # download, disk and format errors all mean "cannot use it"
+            raise EmbeddingError(
+                f"could not load the local embedding model {self.model!r}: {_first_line(exc)}"
+            ) from exc
+        size = model.get_sentence_embedding_dimension()
+        if size is not None and size != self.dimension:
+            raise dimension_mismatch(self.model, size, self.dimension)
+        return model
+
+
 def create_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings ask for."""
+    """The embedder the settings ask for, or EmbeddingError naming the setting that is missing."""
     provider = settings.embedding_provider
+    dimension = settings.embedding_dimension
     if provider is EmbeddingProvider.HASH:
-        return HashEmbedder(settings.embedding_dimension)
-    raise EmbeddingError(f"embedding provider {provider.value!r} is not available yet")
+        return HashEmbedder(dimension)
+    # Imported here, not at the top: that module imports this one, and the default needs none of it.
+    from bot import embedding_providers as providers
+
+    model, base_url = settings.embedding_model, settings.embedding_base_url
+    if provider is EmbeddingProvider.VOYAGE:
+        key = _present(settings.voyage_api_key)
+        if key is None:
+            raise EmbeddingError("EMBEDDING_PROVIDER=voyage needs VOYAGE_API_KEY to be set")
+        return providers.VoyageEmbedder(
+            dimension=dimension, api_key=key, model=model, base_url=base_url
+        )
+    if provider is EmbeddingProvider.OPENAI:
+        key = _present(settings.openai_api_key)
+        # Without a base URL we would call api.openai.com, which is pointless without a key.
+        if base_url is None and key is None:
+            raise EmbeddingError(
+                "EMBEDDING_PROVIDER=openai needs EMBEDDING_BASE_URL (an OpenAI-compatible "
+                "server) or OPENAI_API_KEY (for api.openai.com)"
+            )
+        return providers.OpenAICompatibleEmbedder(
+            dimension=dimension, api_key=key, model=model, base_url=base_url
+        )
+    if provider is EmbeddingProvider.LOCAL:
+        return LocalEmbedder(dimension=dimension, model=model)
+    raise EmbeddingError(f"embedding provider {provider.value!r} is not available")
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ValueError:  # already imported (or stubbed) without a spec: it is there
+        return True
+
+
+def _missing_extra() -> EmbeddingError:
+    return EmbeddingError(
+        "EMBEDDING_PROVIDER=local needs sentence-transformers: pip install 'deskmate[local]'"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _present(secret: SecretStr | None) -> SecretStr | None:
+    # `VOYAGE_API_KEY=` in a .env file arrives as an empty secret; that is no key at all.
+    return secret if secret is not None and secret.get_secret_value() else None
+
+
+def __getattr__(name: str) -> object:
+    # The provider classes live in bot.embedding_providers, which imports this module; loading
+    # them on first access (PEP 562) lets `from bot.embeddings import VoyageEmbedder` work
+    # without an import cycle.
+    if name in {"VoyageEmbedder", "OpenAICompatibleEmbedder"}:
+        from bot import embedding_providers
+
+        return getattr(embedding_providers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

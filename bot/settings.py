@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # Claude
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
 
     # Teams, under the Agents SDK's own names
     teams_client_id: str | None = Field(default=None, validation_alias=_teams("CLIENTID"))
@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = None
     voyage_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
+
+    # Passages less similar than this to the question are not offered by the vector search
+    # (full-text matches still are): it keeps unrelated text out of answers.
+    retrieval_min_similarity: float = Field(default=0.1, ge=-1.0, le=1.0)
 
     # Directory and time
     public_departments: CommaList = Field(default_factory=lambda: ["general"])

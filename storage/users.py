@@ -187,3 +187,24 @@ async def find_by_identity(
         identity.platform_user_id,
     )
     return _user(row)
+
+
+async def create_if_missing(
+    conn: asyncpg.Connection, tenant_id: int, email: str, display_name: str, timezone: str
+) -> User:
+    """The user with that email, created with public access only when there is none yet
+    (two first messages from one new person create one user)."""
+    await conn.execute(
+        """
+        INSERT INTO users (tenant_id, email, display_name, timezone)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (tenant_id, email) DO NOTHING
+        """,
+        tenant_id,
+        email.lower(),
+        display_name,
+        timezone,
+    )
+    user = await get_by_email(conn, tenant_id, email)
+    assert user is not None
+    return user

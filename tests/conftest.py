@@ -170,3 +170,24 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 DESKMATE = [sys.executable, "-m", "bot"]
+
+
+# --- fake Claude -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def fake_anthropic():  # type: ignore[no-untyped-def]
+    """A running fake Messages API; `fake_anthropic.url` is its base URL."""
+    from aiohttp import web
+
+    from fakes.anthropic_server import FakeAnthropic
+
+    fake = FakeAnthropic()
+    runner = web.AppRunner(fake.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fake.url = f"http://127.0.0.1:{port}"
+    yield fake
+    await runner.cleanup()

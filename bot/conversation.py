@@ -1,0 +1,241 @@
+"""The conversation service: IncomingMessage → Reply, the same for every platform (SPEC §4).
+
+session → store the question → retrieve → answer (Claude, or quoted passages offline) → record,
+then memory extraction off the reply path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import zoneinfo
+from collections.abc import Awaitable, Callable
+
+from bot import offline, prompts
+from bot.command_runner import run_command
+from bot.commands import Command, parse_command
+from bot.embeddings import Embedder
+from bot.errors import new_reference, report_error
+from bot.identity import resolve_user
+from bot.llm import Claude, Completion, LLMError
+from bot.memory import Memories
+from bot.messages import IncomingMessage, Reply, ReplyStatus, Source
+from bot.recording import record_turn
+from bot.settings import Settings
+from bot.tasks import Spawner
+from bot.turns import Retrieved, Turn
+from storage import retrieval, sessions
+from storage.database import Database
+from storage.memories import touch
+from storage.retrieval import ChunkHit
+
+logger = logging.getLogger("deskmate.conversation")
+
+DeltaCallback = Callable[[str], Awaitable[None]]
+Clock = Callable[[], dt.datetime]
+
+CHUNKS_IN_PROMPT = 6
+MEMORIES_IN_PROMPT = 5
+HISTORY_BUDGET_TOKENS = 3000
+APOLOGY = (
+    "Sorry — I couldn't get an answer from the language model just now. Your message is saved; "
+    "please try again in a minute. (reference {reference})"
+)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ConversationService:
+    """Answers messages; one instance per process, shared by every platform."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        embedder: Embedder,
+        *,
+        claude: Claude | None = None,
+        tasks: Spawner | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.embedder = embedder
+        self.claude = claude
+        self.tasks = tasks or Spawner()
+        self.clock = clock
+        self.memories = Memories(db, embedder)
+
+    async def handle(
+        self, message: IncomingMessage, on_delta: DeltaCallback | None = None
+    ) -> Reply:
+        """Answer one message. The question is committed before any model is called."""
+        turn = await self._begin(message)
+        command = parse_command(message.text)
+        try:
+            if command is not None:
+                reply = await self._command(turn, command)
+            else:
+                reply = await self._answer(turn, on_delta)
+        except Exception as exc:  # the person gets one short sentence, the log gets the rest
+            reference = report_error(exc, where="conversation")
+            reply = await self._record_failure(turn, reference)
+        if on_delta is not None and reply.status is not ReplyStatus.ANSWERED:
+            await on_delta(reply.text)
+        return reply
+
+    async def _begin(self, message: IncomingMessage) -> Turn:
+        tenant_id, user = await resolve_user(self.db, message, self.settings.default_timezone)
+        today = self.clock().astimezone(_zone(user.timezone)).date()
+        key = sessions.SessionKey(
+            tenant_id, user.id, message.platform, message.conversation_key, today
+        )
+        async with self.db.transaction() as conn:
+            session = await sessions.get_or_create(conn, key)
+            stored = await sessions.append(
+                conn, tenant_id=tenant_id, session_id=session.id, role="user",
+                content=message.text, platform_message_id=message.message_id,
+                metadata={"channel": message.conversation_id, "thread": message.thread_id},
+            )  # fmt: skip
+        return Turn(message, tenant_id, user, session.id, stored.sequence_number, today,
+                    time.perf_counter())  # fmt: skip
+
+    async def retrieve(self, turn: Turn, text: str) -> Retrieved:
+        """Memories (direct messages only) and readable chunks for `text`."""
+        started = time.perf_counter()
+        vector = await self.embedder.embed_query(text)
+        embed_ms = (time.perf_counter() - started) * 1000
+        reader = turn.reader(self.settings.public_departments)
+        async with self.db.pool.acquire() as conn:
+            found = await retrieval.search_chunks(
+                conn, reader, vector, text, limit=CHUNKS_IN_PROMPT,
+                min_similarity=self.settings.retrieval_min_similarity,
+            )  # fmt: skip
+            memories = None
+            if turn.message.is_direct:
+                memories = await retrieval.search_memories(
+                    conn, reader, vector, limit=MEMORIES_IN_PROMPT,
+                    min_similarity=self.settings.retrieval_min_similarity,
+                )  # fmt: skip
+                await touch(conn, turn.tenant_id, [m.memory.id for m in memories.items])
+        remembered = memories.items if memories else []
+        return Retrieved(
+            found.items,
+            remembered,
+            {
+                "embed_ms": embed_ms, "chunk_search_ms": found.milliseconds,
+                "memory_search_ms": memories.milliseconds if memories else None,
+                "top_chunk_score": found.items[0].similarity if found.items else None,
+                "top_memory_score": remembered[0].relevance if remembered else None,
+            },
+        )  # fmt: skip
+
+    async def _answer(self, turn: Turn, on_delta: DeltaCallback | None) -> Reply:
+        question = turn.message.text
+        found = await self.retrieve(turn, question)
+        if self.claude is None:
+            text = offline.compose(question, found.chunks, found.memories)
+            sources = _sources(found.chunks, range(1, min(offline.QUOTED, len(found.chunks)) + 1))
+            return await self._record(turn, text, ReplyStatus.OFFLINE, sources, found, None)
+        async with self.db.pool.acquire() as conn:
+            earlier = await sessions.history(
+                conn, turn.tenant_id, turn.session_id, before_sequence=turn.sequence_number
+            )
+        context = prompts.render_context(
+            found.chunks, found.memories, display_name=turn.user.display_name, today=turn.today,
+            in_channel=not turn.message.is_direct,
+        )  # fmt: skip
+        try:
+            completion = await self.claude.stream(
+                system=prompts.system_blocks(context),
+                messages=prompts.conversation(earlier, question,
+                                              budget_tokens=HISTORY_BUDGET_TOKENS),
+                on_delta=on_delta,
+            )  # fmt: skip
+        except LLMError as exc:
+            reference = new_reference()
+            logger.warning(
+                "LLM failed after %d attempts (ref %s): %s", exc.attempts, reference, exc
+            )
+            return await self._record(
+                turn,
+                APOLOGY.format(reference=reference),
+                ReplyStatus.ERROR,
+                (),
+                found,
+                None,
+                error=exc,
+                reference=reference,
+            )
+        cited = prompts.cited_numbers(completion.text, len(found.chunks))
+        reply = await self._record(
+            turn,
+            completion.text,
+            ReplyStatus.ANSWERED,
+            _sources(found.chunks, cited),
+            found,
+            completion,
+        )
+        if turn.message.is_direct:
+            self.tasks.spawn(
+                self.memories.extract(self.claude, turn.tenant_id, turn.user.id, question,
+                                      completion.text),
+                name=f"memory-extraction:{turn.user.id}",
+            )  # fmt: skip
+        return reply
+
+    async def _command(self, turn: Turn, command: Command) -> Reply:
+        text, chunks = await run_command(self, turn, command)
+        sources = _sources(chunks, range(1, len(chunks) + 1))
+        found = Retrieved(chunks, [], {})
+        return await self._record(turn, text, ReplyStatus.COMMAND, sources, found, None)
+
+    async def _record_failure(self, turn: Turn, reference: str) -> Reply:
+        text = APOLOGY.format(reference=reference)
+        try:
+            return await self._record(
+                turn, text, ReplyStatus.ERROR, (), Retrieved([], [], {}), None, reference=reference
+            )
+        except Exception as exc:  # the database itself may be what failed
+            report_error(exc, where="conversation.record")
+            return Reply(text, ReplyStatus.ERROR, reference=reference, session_id=turn.session_id)
+
+    async def _record(
+        self,
+        turn: Turn,
+        text: str,
+        status: ReplyStatus,
+        sources: tuple[Source, ...],
+        found: Retrieved,
+        completion: Completion | None,
+        *,
+        error: LLMError | None = None,
+        reference: str | None = None,
+    ) -> Reply:
+        message_id = await record_turn(self, turn, text, status, sources, found, completion,
+                                       error=error, reference=reference)  # fmt: skip
+        return Reply(
+            text=text, status=status, sources=sources, reference=reference,
+            session_id=turn.session_id, message_id=message_id,
+            memories_used=tuple(m.memory.content for m in found.memories),
+            ephemeral=status is ReplyStatus.COMMAND,
+        )  # fmt: skip
+
+
+def _sources(chunks: list[ChunkHit], numbers: range | list[int]) -> tuple[Source, ...]:
+    return tuple(
+        Source(number=n, title=chunks[n - 1].title, section=chunks[n - 1].section_title,
+               department=chunks[n - 1].department, document_id=chunks[n - 1].document_id,
+               chunk_id=chunks[n - 1].chunk_id, excerpt=chunks[n - 1].content[:300])
+        for n in numbers
+    )  # fmt: skip
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")

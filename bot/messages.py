@@ -1,0 +1,75 @@
+"""What crosses between the platform edges and the conversation service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ReplyStatus(StrEnum):
+    ANSWERED = "answered"  # Claude answered
+    OFFLINE = "offline"  # no language model: passages quoted
+    COMMAND = "command"  # remember / forget / memories / docs / help
+    ERROR = "error"  # apology with a reference id
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """One message a person sent deskmate, whatever the platform.
+
+    `conversation_id` is the DM, channel or chat; `thread_id` the thread inside it, if any.
+    `is_direct` is true in direct messages and a user's own assistant threads: only there are
+    personal memories used. `email` and `display_name` help match an unknown user; `trusted_email`
+    is set only by surfaces that authenticated the person by email themselves (terminal, web demo).
+    """
+
+    platform: str
+    user_id: str
+    conversation_id: str
+    text: str
+    is_direct: bool
+    tenant: str = "default"
+    workspace_id: str = ""
+    thread_id: str | None = None
+    message_id: str | None = None
+    email: str | None = None
+    display_name: str | None = None
+    trusted_email: str | None = None
+
+    @property
+    def conversation_key(self) -> str:
+        """Sessions are per conversation and, inside channels, per thread."""
+        return (
+            f"{self.conversation_id}:{self.thread_id}" if self.thread_id else self.conversation_id
+        )
+
+
+@dataclass(frozen=True)
+class Source:
+    """A document passage an answer relied on."""
+
+    number: int
+    title: str
+    section: str | None
+    department: str
+    document_id: int
+    chunk_id: int
+    excerpt: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} › {self.section}" if self.section else self.title
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the platform shows: text in Markdown, the sources, and ids for feedback."""
+
+    text: str
+    status: ReplyStatus
+    sources: tuple[Source, ...] = ()
+    reference: str | None = None
+    session_id: int | None = None
+    message_id: int | None = None  # the stored assistant message, for 👍/👎
+    memories_used: tuple[str, ...] = field(default=())
+    ephemeral: bool = False  # commands: shown only to the asker where the platform allows

@@ -1,0 +1,214 @@
+"""Retrieval: a user's memories and the document chunks they may read, with the access rule of
+SPEC §3 inside the SQL.
+
+Every search runs in its own transaction as the `deskmate_reader` role (when the database has
+it), with the reader's rights in transaction-local settings: row-level security then checks each
+row a second time, independently of the WHERE clauses written here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import numpy as np
+
+from storage.memories import Memory, ScoredMemory
+
+READER_ROLE = "deskmate_reader"
+
+# Reciprocal-rank fusion constant (Cormack et al. use 60): damps the head of each list so a
+# chunk found by both searches beats one ranked first by only one of them.
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who is asking, and where: `channel_id` None means a direct message."""
+
+    tenant_id: int
+    user_id: int
+    platform: str
+    channel_id: str | None
+    public_departments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    chunk_id: int
+    document_id: int
+    title: str
+    section_title: str | None
+    department: str
+    source_path: str
+    content: str
+    score: float
+    similarity: float
+    text_match: bool
+
+
+@dataclass(frozen=True)
+class Timed[T]:
+    items: list[T]
+    milliseconds: float
+
+
+_RIGHTS = """
+SELECT u.is_super_user,
+       u.department_access || $3::text[] AS user_departments,
+       (SELECT coalesce(array_agg(cc.department), '{}') FROM channel_clearances cc
+        WHERE cc.tenant_id = $1 AND cc.platform = $4 AND cc.channel_id = $5)
+         || $3::text[] AS channel_departments
+FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.is_active
+"""
+
+_CHUNKS = f"""
+WITH reader AS MATERIALIZED (
+    SELECT u.is_super_user, u.department_access || $3::text[] AS departments
+    FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.is_active
+),
+channel AS MATERIALIZED (
+    SELECT coalesce(array_agg(cc.department), '{{}}') || $3::text[] AS departments
+    FROM channel_clearances cc
+    WHERE cc.tenant_id = $1 AND cc.platform = $4 AND cc.channel_id = $5
+),
+readable AS NOT MATERIALIZED (
+    SELECT c.* FROM document_chunks c
+    WHERE c.tenant_id = $1
+      AND ((SELECT is_super_user FROM reader)
+           OR c.department = ANY ((SELECT departments FROM reader)::text[])
+           OR c.department_access && (SELECT departments FROM reader))
+      AND ($5::text IS NULL
+           OR c.department = ANY ((SELECT departments FROM channel)::text[])
+           OR c.department_access && (SELECT departments FROM channel))
+),
+by_meaning AS (
+    SELECT id, row_number() OVER (ORDER BY distance) AS rank, 1 - distance AS similarity
+    FROM (SELECT id, embedding <=> $6 AS distance FROM readable
+          ORDER BY embedding <=> $6 LIMIT $8) nearest
+    WHERE 1 - distance >= $9
+),
+by_words AS (
+    SELECT id, row_number() OVER (ORDER BY rank DESC) AS rank
+    FROM (SELECT r.id, ts_rank_cd(r.search_vector, q) AS rank
+          FROM readable r, websearch_to_tsquery('english', $7) q
+          WHERE r.search_vector @@ q
+          ORDER BY rank DESC LIMIT $8) matching
+),
+fused AS (
+    SELECT id, sum(1.0 / ({RRF_K} + rank)) AS score, bool_or(from_words) AS text_match
+    FROM (SELECT id, rank, false AS from_words FROM by_meaning
+          UNION ALL SELECT id, rank, true FROM by_words) ranked
+    GROUP BY id
+)
+SELECT c.id AS chunk_id, c.document_id, d.title, c.section_title, c.department, d.source_path,
+       c.content, f.score::float8 AS score, f.text_match,
+       (1 - (c.embedding <=> $6))::float8 AS similarity
+FROM fused f
+JOIN document_chunks c ON c.id = f.id
+JOIN documents d ON d.id = c.document_id AND d.is_active
+ORDER BY f.score DESC, c.id
+LIMIT $10
+"""
+
+_MEMORIES = """
+SELECT id, user_id, content, importance, source_type, tags, created_at, updated_at,
+       similarity, 0.7 * similarity + 0.3 * importance AS relevance
+FROM (
+    SELECT m.*, 1 - (m.embedding <=> $3) AS similarity
+    FROM memories m
+    JOIN users u ON u.id = m.user_id AND u.is_active
+    WHERE m.tenant_id = $1 AND m.user_id = $2 AND m.is_active
+) scored
+WHERE similarity >= $5
+ORDER BY relevance DESC, id
+LIMIT $4
+"""
+
+
+async def _enter_reader_role(conn: asyncpg.Connection, reader: Reader) -> None:
+    """Inside a transaction: become deskmate_reader with this reader's rights in settings."""
+    rights = await conn.fetchrow(
+        _RIGHTS, reader.tenant_id, reader.user_id, list(reader.public_departments),
+        reader.platform, reader.channel_id,
+    )  # fmt: skip
+    values = {
+        "deskmate.tenant_id": str(reader.tenant_id),
+        "deskmate.user_id": str(reader.user_id),
+        "deskmate.super_user": "on" if rights and rights["is_super_user"] else "off",
+        "deskmate.user_departments": ",".join(rights["user_departments"]) if rights else "",
+        "deskmate.in_channel": "off" if reader.channel_id is None else "on",
+        "deskmate.channel_departments": ",".join(rights["channel_departments"]) if rights else "",
+    }
+    for name, value in values.items():
+        await conn.execute("SELECT set_config($1, $2, true)", name, value)
+    if await has_reader_role(conn):
+        await conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
+
+
+async def has_reader_role(conn: asyncpg.Connection) -> bool:
+    """Whether this connection may act as deskmate_reader (row-level security in force)."""
+    return bool(
+        await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", READER_ROLE)
+        if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", READER_ROLE)
+        else False
+    )
+
+
+async def search_chunks(
+    conn: asyncpg.Connection,
+    reader: Reader,
+    embedding: np.ndarray,
+    text: str,
+    *,
+    limit: int = 6,
+    candidates: int = 40,
+    min_similarity: float = 0.0,
+) -> Timed[ChunkHit]:
+    """The chunks this reader may read here, best first: nearest by meaning (HNSW with
+    iterative scans, so a filter that admits few rows still yields `candidates`) fused by
+    reciprocal rank with full-text matches."""
+    started = time.perf_counter()
+    async with conn.transaction():
+        await _enter_reader_role(conn, reader)
+        # relaxed_order lets HNSW keep scanning past filtered-out rows; by_meaning re-sorts.
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(candidates))}")
+        rows = await conn.fetch(
+            _CHUNKS, reader.tenant_id, reader.user_id, list(reader.public_departments),
+            reader.platform, reader.channel_id, embedding, text, candidates, min_similarity,
+            limit,
+        )  # fmt: skip
+    hits = [ChunkHit(**dict(r)) for r in rows]
+    return Timed(hits, (time.perf_counter() - started) * 1000)
+
+
+async def search_memories(
+    conn: asyncpg.Connection,
+    reader: Reader,
+    embedding: np.ndarray,
+    *,
+    limit: int = 5,
+    min_similarity: float = 0.0,
+) -> Timed[ScoredMemory]:
+    """The reader's own memories ranked by 0.7 × similarity + 0.3 × importance."""
+    started = time.perf_counter()
+    async with conn.transaction():
+        await _enter_reader_role(conn, reader)
+        rows = await conn.fetch(
+            _MEMORIES, reader.tenant_id, reader.user_id, embedding, limit, min_similarity
+        )
+    scored = [
+        ScoredMemory(
+            Memory(
+                id=r["id"], user_id=r["user_id"], content=r["content"],
+                importance=float(r["importance"]), source_type=r["source_type"],
+                tags=tuple(r["tags"]), created_at=r["created_at"], updated_at=r["updated_at"],
+            ),
+            similarity=float(r["similarity"]),
+            relevance=float(r["relevance"]),
+        )
+        for r in rows
+    ]  # fmt: skip
+    return Timed(scored, (time.perf_counter() - started) * 1000)

@@ -1,0 +1,150 @@
+"""Daily chat sessions and their messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    """What makes a session: this user, on this platform, in this conversation, on this day."""
+
+    tenant_id: int
+    user_id: int
+    platform: str
+    conversation_key: str
+    scope_date: dt.date
+
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    key: SessionKey
+    message_count: int
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    session_id: int
+    role: str
+    content: str
+    sequence_number: int
+    metadata: dict[str, Any]
+    created_at: dt.datetime
+
+
+async def get_or_create(conn: asyncpg.Connection, key: SessionKey) -> Session:
+    """Today's session for the key, created if missing; one statement, so two first messages
+    arriving together end up in the same session."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO chat_sessions (tenant_id, user_id, platform, conversation_key, scope_date)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (tenant_id, user_id, platform, conversation_key, scope_date)
+        DO UPDATE SET last_message_at = now()
+        RETURNING id, message_count
+        """,
+        key.tenant_id,
+        key.user_id,
+        key.platform,
+        key.conversation_key,
+        key.scope_date,
+    )
+    return Session(id=row["id"], key=key, message_count=row["message_count"])
+
+
+async def append(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: int,
+    session_id: int,
+    role: str,
+    content: str,
+    metadata: dict[str, Any] | None = None,
+    platform_message_id: str | None = None,
+) -> Message:
+    """Append a message with the session's next sequence number.
+
+    The counter is bumped with an UPDATE in the same statement: the row lock it takes makes
+    concurrent appends to one session queue, so numbers are unique and without gaps."""
+    row = await conn.fetchrow(
+        """
+        WITH bumped AS (
+            UPDATE chat_sessions
+            SET message_count = message_count + 1, last_message_at = now()
+            WHERE id = $2 AND tenant_id = $1
+            RETURNING message_count
+        )
+        INSERT INTO session_messages (tenant_id, session_id, role, content, sequence_number,
+                                      metadata, platform_message_id)
+        SELECT $1, $2, $3, $4, bumped.message_count, $5, $6 FROM bumped
+        RETURNING id, session_id, role, content, sequence_number, metadata, created_at
+        """,
+        tenant_id,
+        session_id,
+        role,
+        content,
+        metadata or {},
+        platform_message_id,
+    )
+    if row is None:
+        raise LookupError(f"session {session_id} does not exist")
+    return Message(**dict(row))
+
+
+async def history(
+    conn: asyncpg.Connection, tenant_id: int, session_id: int, *, before_sequence: int
+) -> list[Message]:
+    """The session's messages before a given one, oldest first."""
+    rows = await conn.fetch(
+        """
+        SELECT id, session_id, role, content, sequence_number, metadata, created_at
+        FROM session_messages
+        WHERE tenant_id = $1 AND session_id = $2 AND sequence_number < $3
+        ORDER BY sequence_number
+        """,
+        tenant_id,
+        session_id,
+        before_sequence,
+    )
+    return [Message(**dict(r)) for r in rows]
+
+
+async def set_platform_message_id(
+    conn: asyncpg.Connection, tenant_id: int, message_id: int, platform_message_id: str
+) -> None:
+    """Remember where a reply was posted (for feedback buttons and edits)."""
+    await conn.execute(
+        "UPDATE session_messages SET platform_message_id = $3 WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        message_id,
+        platform_message_id,
+    )
+
+
+async def sessions_of_user(conn: asyncpg.Connection, tenant_id: int, user_id: int) -> list[Session]:
+    """Every session of a user, oldest first."""
+    rows = await conn.fetch(
+        """
+        SELECT id, tenant_id, user_id, platform, conversation_key, scope_date, message_count
+        FROM chat_sessions WHERE tenant_id = $1 AND user_id = $2
+        ORDER BY scope_date, id
+        """,
+        tenant_id,
+        user_id,
+    )
+    return [
+        Session(
+            id=r["id"],
+            key=SessionKey(
+                r["tenant_id"], r["user_id"], r["platform"], r["conversation_key"], r["scope_date"]
+            ),
+            message_count=r["message_count"],
+        )
+        for r in rows
+    ]
