@@ -25,7 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from bot.cli import admin, service
+    from bot.cli import admin, docs, service
 
     parser = Parser(
         prog="deskmate",
@@ -34,6 +34,7 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     service.register(commands)
     admin.register(commands)
+    docs.register(commands)
     return parser
 
 

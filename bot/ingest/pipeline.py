@@ -1,0 +1,283 @@
+"""`ingest`: files → text → chunks → embeddings → rows, safe to run again and again.
+
+Choices a reader should know:
+- A document is identified by (tenant, department, source_path), where source_path is the file's
+  resolved absolute path: the same file named through any folder or symlink is the same document,
+  and re-runs find it as long as the file stays where it is.
+- A file is skipped when its sha256 matches the stored hash of a `ready` document: nothing is
+  parsed, embedded or written (only a changed `--access` is applied, to the rows in place).
+- A file that fails to parse leaves the last good version's chunks in place and marks the document
+  `failed` with the error: people keep getting answers from the handbook they had, and `docs list`
+  shows what needs fixing. A new file that fails gets a `failed` row without chunks.
+- An embedding provider failure stops the run (it is not the file's fault, and recording it as a
+  document error would hide an outage); files already stored stay stored, and the next run skips
+  them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bot.directory import parse_departments
+from bot.embeddings import Embedder
+from bot.errors import UsageError
+from bot.ingest.chunking import Chunk, chunk_document
+from bot.ingest.parsers import SUPPORTED_EXTENSIONS, ParseError, is_supported, parse_document
+from storage import audit, documents, tenants
+from storage.database import Database
+
+logger = logging.getLogger("deskmate.ingest")
+
+
+class Outcome(StrEnum):
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    path: str
+    error: str
+
+
+@dataclass
+class IngestReport:
+    """What one run did, file by file (paths as stored in `source_path`)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[FileFailure] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return len(self.added) + len(self.updated) + len(self.unchanged) + len(self.failed)
+
+    def summary(self) -> str:
+        """One line for people: "4 files: 2 added, 1 updated, 0 unchanged, 1 failed"."""
+        return (
+            f"{self.files} file{'s' if self.files != 1 else ''}: {len(self.added)} added, "
+            f"{len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+            f"{len(self.failed)} failed"
+        )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and by whom the files of one run are stored."""
+
+    tenant_id: int
+    department: str
+    access: tuple[str, ...]
+    actor: str
+
+
+async def ingest(
+    db: Database,
+    embedder: Embedder,
+    tenant_slug: str,
+    paths: Sequence[str | Path],
+    department: str,
+    access: Sequence[str] = (),
+    actor: str = "cli",
+    progress: bool = True,
+) -> IngestReport:
+    """Load the supported files under `paths` into `department` (readable also by `access`).
+
+    Every file ends up in exactly one list of the report. Raises UsageError for a bad department
+    name or a path that does not exist (before anything is written), NotFound for an unknown
+    tenant, and EmbeddingError when the embedding provider fails.
+    """
+    target_department, target_access = _check_departments(department, access)
+    files, report_failures = collect_files(paths)
+    async with db.pool.acquire() as conn:
+        tenant_id = (await tenants.get_tenant(conn, tenant_slug)).id
+    target = _Target(tenant_id, target_department, target_access, actor)
+    report = IngestReport(failed=report_failures)
+    show = progress and sys.stderr.isatty()
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not show) as bar:
+        for path in files:
+            bar.set_postfix_str(path.name, refresh=False)
+            try:
+                outcome = await _ingest_file(db, embedder, target, path)
+            except ParseError as exc:
+                logger.debug("could not ingest %s: %s", path, exc)  # the report carries it
+                report.failed.append(FileFailure(str(path), str(exc)))
+            else:
+                getattr(report, outcome.value).append(str(path))
+            bar.update()
+    return report
+
+
+def _check_departments(department: str, access: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    names = parse_departments(department)
+    if len(names) != 1:
+        raise UsageError("give exactly one department, e.g. --department hr")
+    extra = parse_departments(",".join(access))
+    # Sorted, so "--access a,b" and "--access b,a" are the same access on a re-run.
+    return names[0], tuple(sorted(set(extra) - {names[0]}))
+
+
+def collect_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[FileFailure]]:
+    """The supported files under `paths` (folders searched recursively, each folder's files in
+    sorted order, duplicates dropped), resolved; and, as failures, the files named explicitly
+    that are of an unsupported type. Hidden files and Office lock files (`~$x.docx`) in folders
+    are skipped. Raises UsageError for a path that does not exist."""
+    if isinstance(paths, str | Path):  # one path, not a sequence of one-letter paths
+        paths = [paths]
+    if not paths:
+        raise UsageError("give at least one file or folder to ingest")
+    found: dict[Path, None] = {}
+    rejected: list[FileFailure] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise UsageError(f"no such file or folder: {raw}")
+        path = path.resolve()
+        if path.is_dir():
+            for file in sorted(path.rglob("*")):
+                relative = file.relative_to(path)
+                if file.is_file() and is_supported(file) and not _hidden(relative):
+                    found.setdefault(file.resolve())
+        elif is_supported(path):
+            found.setdefault(path)
+        else:
+            supported = ", ".join(SUPPORTED_EXTENSIONS)
+            rejected.append(FileFailure(str(path), f"unsupported file type ({supported})"))
+    return list(found), rejected
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith((".", "~$")) for part in relative.parts)
+
+
+async def _ingest_file(db: Database, embedder: Embedder, target: _Target, path: Path) -> Outcome:
+    """Bring one file's document up to date. Raises ParseError after recording the failure."""
+    source = str(path)
+    async with db.pool.acquire() as conn:
+        before = await documents.find_document(conn, target.tenant_id, target.department, source)
+    try:
+        data = _read(path)
+        digest = hashlib.sha256(data).hexdigest()
+        if before is not None and before.status == "ready" and before.content_hash == digest:
+            return await _apply_access(db, target, before)
+        parsed = parse_document(data, path.name)
+    except ParseError as exc:
+        await _record_failure(db, target, path, str(exc), before)
+        raise
+    chunks = chunk_document(parsed)
+    vectors = await embedder.embed_documents([embedding_text(parsed.title, c) for c in chunks])
+    stored = [
+        documents.NewChunk(c.section_title, c.chunk_index, c.content, c.token_count, vector)
+        for c, vector in zip(chunks, vectors, strict=True)
+    ]
+    new = _new_document(target, path, parsed.title, parsed.mime_type)
+    await _store(db, target, new, digest, stored, before)
+    return Outcome.UPDATED if before else Outcome.ADDED
+
+
+async def _store(
+    db: Database,
+    target: _Target,
+    new: documents.NewDocument,
+    digest: str,
+    chunks: list[documents.NewChunk],
+    before: documents.Document | None,
+) -> None:
+    """The document, its chunks and the audit row, in one transaction: a reader sees the old
+    version or the new one, never a document without its chunks."""
+    async with db.transaction() as conn:
+        document = await documents.save_ready(conn, new, digest)
+        count = await documents.replace_chunks(conn, document, chunks)
+        await audit.record(
+            conn,
+            tenant_id=target.tenant_id,
+            actor=target.actor,
+            action="document.update" if before else "document.ingest",
+            target_type="document",
+            target_id=str(document.id),
+            before=before.as_dict() if before else None,
+            after={**document.as_dict(), "chunks": count},
+        )
+
+
+def embedding_text(title: str, chunk: Chunk) -> str:
+    """What is embedded for a chunk: its document and section titles above its content, so a
+    question naming a topic finds passages that only name it in their heading."""
+    header = f"Document: {title}"
+    if chunk.section_title:
+        header += f"\nSection: {chunk.section_title}"
+    return f"{header}\n\n{chunk.content}"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ParseError(f"cannot read the file: {exc.strerror or exc}") from exc
+
+
+def _new_document(
+    target: _Target, path: Path, title: str, mime: str | None
+) -> documents.NewDocument:
+    return documents.NewDocument(
+        tenant_id=target.tenant_id,
+        department=target.department,
+        department_access=target.access,
+        source_path=str(path),
+        title=title,
+        mime_type=mime,
+        created_by=target.actor,
+    )
+
+
+async def _apply_access(db: Database, target: _Target, before: documents.Document) -> Outcome:
+    """An unchanged file: nothing to do unless this run gives it other `--access` departments."""
+    if before.department_access == target.access:
+        return Outcome.UNCHANGED
+    async with db.transaction() as conn:
+        document = await documents.set_access(conn, before, target.access)
+        await audit.record(
+            conn,
+            tenant_id=target.tenant_id,
+            actor=target.actor,
+            action="document.update",
+            target_type="document",
+            target_id=str(document.id),
+            before=before.as_dict(),
+            after=document.as_dict(),
+        )
+    return Outcome.UPDATED
+
+
+async def _record_failure(
+    db: Database, target: _Target, path: Path, error: str, before: documents.Document | None
+) -> None:
+    """Mark the document failed (audited), unless it already failed with this very error: a
+    broken file retried by every run should not fill the audit log."""
+    if before is not None and before.status == "failed" and before.error == error:
+        return
+    mime = mimetypes.guess_type(path.name)[0]
+    new = _new_document(target, path, path.stem, mime)
+    async with db.transaction() as conn:
+        document = await documents.save_failed(conn, new, error)
+        await audit.record(
+            conn,
+            tenant_id=target.tenant_id,
+            actor=target.actor,
+            action="document.fail",
+            target_type="document",
+            target_id=str(document.id),
+            before=before.as_dict() if before else None,
+            after=document.as_dict(),
+        )
