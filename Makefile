@@ -16,6 +16,7 @@ $(STAMP): $(PY) pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/deskmate demo --once
 	$(VENV)/bin/deskmate serve
 
 test: $(STAMP)

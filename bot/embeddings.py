@@ -90,6 +90,29 @@ class Embedder(Protocol):
         ...
 
 
+# Function words carry no topic: left in, "what is the … in …" makes every question look alike.
+_STOPWORD_TEXT = """
+    a about after all also am an and any are as at be been before but by can could did do does
+    for from get got had has have he her him his how i if in into is it its just me my no not of
+    on or our out over please she should so some than that the their them then there these they
+    this those to too up us was we were what when where which who whom why will with would you
+    your"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def _features(text: str) -> list[tuple[str, float]]:
+    """Weighted features of a text: content words (1.0), pairs of neighbouring content words
+    (0.5), and each word's character trigrams sharing 0.5, so inflections still meet."""
+    words = [w for w in (m.lower() for m in _WORD.findall(text)) if w not in STOPWORDS]
+    features = [(f"w:{w}", 1.0) for w in words]
+    features += [(f"b:{a} {b}", 0.5) for a, b in itertools.pairwise(words)]
+    for word in words:
+        padded = f" {word} "
+        grams = [padded[i : i + 3] for i in range(len(padded) - 2)]
+        features += [(f"c:{g}", 0.5 / len(grams)) for g in grams]
+    return features
+
+
 class HashEmbedder:
     """Feature hashing: offline, deterministic, no download (the default)."""
 
@@ -98,13 +121,7 @@ class HashEmbedder:
 
     def embed(self, text: str) -> np.ndarray:
         vector = np.zeros(self.dimension, dtype=np.float32)
-        words = [w.lower() for w in _WORD.findall(text)]
-        features: list[tuple[str, float]] = [(f"w:{w}", 1.0) for w in words]
-        features += [(f"b:{a} {b}", 0.7) for a, b in itertools.pairwise(words)]
-        for word in words:
-            padded = f" {word} "
-            features += [(f"c:{padded[i : i + 3]}", 0.3) for i in range(len(padded) - 2)]
-        for feature, weight in features:
+        for feature, weight in _features(text):
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             index = int.from_bytes(digest[:4], "little") % self.dimension
             sign = 1.0 if digest[4] & 1 else -1.0  # signed hashing keeps collisions unbiased

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from bot.conversation import ConversationService
+from bot.embeddings import Embedder, create_embedder
+from bot.llm import Claude
 from bot.settings import Settings
 from bot.tasks import Spawner
+from storage import retrieval
 from storage.database import Database
 
 logger = logging.getLogger("deskmate.runtime")
@@ -15,16 +19,47 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class Runtime:
-    """Owns the database and background work of one deskmate process."""
+    """Owns the database, the models and background work of one deskmate process."""
 
     def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
         self.settings = settings
         self.db = db or Database(settings)
         self.tasks = Spawner()
+        self.embedder: Embedder | None = None
+        self.claude: Claude | None = None
+        self._conversation: ConversationService | None = None
+
+    @property
+    def conversation(self) -> ConversationService:
+        if self._conversation is None:
+            raise RuntimeError("Runtime.start() has not been called")
+        return self._conversation
 
     async def start(self) -> None:
+        """Database (migrated), embedder, Claude (when configured), conversation service."""
         await self.db.start(migrate=True)
+        try:
+            self.embedder = create_embedder(self.settings)
+            if self.settings.llm_enabled:
+                self.claude = Claude(self.settings)
+            self._conversation = ConversationService(
+                self.settings, self.db, self.embedder, claude=self.claude, tasks=self.tasks
+            )
+            async with self.db.pool.acquire() as conn:
+                if not await retrieval.has_reader_role(conn):
+                    logger.warning(
+                        "the database role cannot act as deskmate_reader: row-level security "
+                        "is not enforced, retrieval relies on its SQL filter alone"
+                    )
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
+        """Finish background work (bounded), then close clients and the database."""
         await self.tasks.close(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+        if self.claude is not None:
+            await self.claude.aclose()
+        if self.embedder is not None:
+            await self.embedder.aclose()
         await self.db.stop()

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
 
     # Passages less similar than this to the question are not offered by the vector search
     # (full-text matches still are): it keeps unrelated text out of answers.
-    retrieval_min_similarity: float = Field(default=0.1, ge=-1.0, le=1.0)
+    retrieval_min_similarity: float = Field(default=0.15, ge=-1.0, le=1.0)
 
     # Directory and time
     public_departments: CommaList = Field(default_factory=lambda: ["general"])

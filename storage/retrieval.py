@@ -92,7 +92,12 @@ by_meaning AS (
 by_words AS (
     SELECT id, row_number() OVER (ORDER BY rank DESC) AS rank
     FROM (SELECT r.id, ts_rank_cd(r.search_vector, q) AS rank
-          FROM readable r, websearch_to_tsquery('english', $7) q
+          FROM readable r,
+               -- websearch syntax ("quoted phrases", -not), but any term may match: a question
+               -- rarely shares every word with the passage that answers it; ts_rank_cd rewards
+               -- the passages that match more of them, closer together.
+               (SELECT replace(websearch_to_tsquery('english', $7)::text, ' & ', ' | ')::tsquery)
+                   AS query (q)
           WHERE r.search_vector @@ q
           ORDER BY rank DESC LIMIT $8) matching
 ),

@@ -20,7 +20,7 @@ from tests.factories import add_document, add_user, clear_channel
 
 EMBEDDER = HashEmbedder(TEST_DIMENSION)
 
-HR_SECRET = "Level L5 engineers earn between 78,000 and 96,000 EUR"
+HR_SECRET = "Salary bands: level L5 engineers earn between 78,000 and 96,000 EUR"
 SALES_RULE = "Discounts above 20 percent need approval from the VP Sales, Mara Lindqvist"
 PUBLIC_FACT = "The Lyon office is open from 08:00 to 19:00 on weekdays"
 

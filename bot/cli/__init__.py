@@ -25,7 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from bot.cli import admin, docs, service
+    from bot.cli import admin, docs, service, talk
 
     parser = Parser(
         prog="deskmate",
@@ -35,6 +35,7 @@ def build_parser() -> Parser:
     service.register(commands)
     admin.register(commands)
     docs.register(commands)
+    talk.register(commands)
     return parser
 
 
@@ -52,8 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"deskmate: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    # Admin commands print their own results; their INFO chatter would only bury them.
+    quiet = args.command != "serve" and "log_level" not in settings.model_fields_set
     logging.basicConfig(
-        level=settings.log_level,
+        level="WARNING" if quiet else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
