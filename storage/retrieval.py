@@ -8,6 +8,7 @@ row a second time, independently of the WHERE clauses written here.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,20 @@ READER_ROLE = "deskmate_reader"
 # Reciprocal-rank fusion constant (Cormack et al. use 60): damps the head of each list so a
 # chunk found by both searches beats one ranked first by only one of them.
 RRF_K = 60
+
+# A passage naming the exact code the person typed (SKU-TR-4417, HR-F12, ENG-4411) is almost
+# surely what they want, however many other passages share their other words: full-text ranking
+# has no notion of how rare a term is, so identifiers get a third, heavier list of their own.
+IDENTIFIER_WEIGHT = 2.0
+_IDENTIFIER = re.compile(
+    r"\b(?=[\w./-]*\d)(?=[\w./-]*[A-Za-z])[A-Za-z0-9]+(?:[-_./][A-Za-z0-9]+)*\b"  # Q3, HR-F12
+    r"|\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b"  # ENG-OPS
+)
+
+
+def identifiers(text: str) -> list[str]:
+    """Codes in a question: words mixing letters and digits, or upper-case hyphenated codes."""
+    return list(dict.fromkeys(m[0] for m in _IDENTIFIER.finditer(text)))[:8]
 
 
 @dataclass(frozen=True)
@@ -101,10 +116,20 @@ by_words AS (
           WHERE r.search_vector @@ q
           ORDER BY rank DESC LIMIT $8) matching
 ),
+by_identifiers AS (
+    SELECT id, row_number() OVER (ORDER BY rank DESC) AS rank
+    FROM (SELECT r.id, ts_rank_cd(r.search_vector, q) AS rank
+          FROM readable r,
+               (SELECT string_agg(phraseto_tsquery('english', code)::text, ' | ')::tsquery
+                FROM unnest($11::text[]) AS code) AS query (q)
+          WHERE r.search_vector @@ q
+          ORDER BY rank DESC LIMIT $8) matching
+),
 fused AS (
-    SELECT id, sum(1.0 / ({RRF_K} + rank)) AS score, bool_or(from_words) AS text_match
-    FROM (SELECT id, rank, false AS from_words FROM by_meaning
-          UNION ALL SELECT id, rank, true FROM by_words) ranked
+    SELECT id, sum(weight / ({RRF_K} + rank)) AS score, bool_or(from_words) AS text_match
+    FROM (SELECT id, rank, 1.0 AS weight, false AS from_words FROM by_meaning
+          UNION ALL SELECT id, rank, 1.0, true FROM by_words
+          UNION ALL SELECT id, rank, {IDENTIFIER_WEIGHT}, true FROM by_identifiers) ranked
     GROUP BY id
 )
 SELECT c.id AS chunk_id, c.document_id, d.title, c.section_title, c.department, d.source_path,
@@ -183,7 +208,7 @@ async def search_chunks(
         rows = await conn.fetch(
             _CHUNKS, reader.tenant_id, reader.user_id, list(reader.public_departments),
             reader.platform, reader.channel_id, embedding, text, candidates, min_similarity,
-            limit,
+            limit, identifiers(text),
         )  # fmt: skip
     hits = [ChunkHit(**dict(r)) for r in rows]
     return Timed(hits, (time.perf_counter() - started) * 1000)

@@ -27,8 +27,13 @@ async def add_user(
                                is_super_user, is_active)
             VALUES (1, $1, $2, $3, $4, $5, $6) RETURNING id
             """,
-            email, email.split("@")[0].title(), timezone, list(departments), super_user, active,
-        )  # fmt: skip
+            email,
+            email.split("@")[0].title(),
+            timezone,
+            list(departments),
+            super_user,
+            active,
+        )
         if slack_id:
             await conn.execute(
                 "INSERT INTO platform_identities (tenant_id, user_id, platform, platform_user_id) "
@@ -68,8 +73,11 @@ async def add_document(
                                    status)
             VALUES (1, $1, $2, $3, $4, 'ready') RETURNING id
             """,
-            department, list(access), f"/docs/{department}/{title}.md", title,
-        )  # fmt: skip
+            department,
+            list(access),
+            f"/docs/{department}/{title}.md",
+            title,
+        )
         for index, ((section, text), vector) in enumerate(
             zip(sections.items(), vectors, strict=True)
         ):
@@ -80,7 +88,13 @@ async def add_document(
                                              embedding)
                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)
                 """,
-                doc_id, department, list(access), section, index, text, len(text) // 4,
+                doc_id,
+                department,
+                list(access),
+                section,
+                index,
+                text,
+                len(text) // 4,
                 np.asarray(vector, dtype=np.float32),
-            )  # fmt: skip
+            )
     return doc_id

@@ -48,17 +48,20 @@ async def org(db: Database) -> dict[str, int]:
         "seller": await add_user(db, "sam@example.com", ["sales"], slack_id="U-SAM"),
         "hr": await add_user(db, "hana@example.com", ["hr"], slack_id="U-HANA"),
         "boss": await add_user(db, "bo@example.com", [], super_user=True, slack_id="U-BO"),
-        "gone": await add_user(db, "gil@example.com", ["hr", "sales"], active=False,
-                               slack_id="U-GIL"),
-    }  # fmt: skip
+        "gone": await add_user(
+            db, "gil@example.com", ["hr", "sales"], active=False, slack_id="U-GIL"
+        ),
+    }
 
 
 @pytest.fixture
 async def service(settings: Settings, db: Database, fake_anthropic: FakeAnthropic):  # type: ignore[no-untyped-def]
     claude_settings = settings.model_copy(
-        update={"anthropic_api_key": SecretStr("sk-test-secret"),
-                "anthropic_base_url": fake_anthropic.url}
-    )  # fmt: skip
+        update={
+            "anthropic_api_key": SecretStr("sk-test-secret"),
+            "anthropic_base_url": fake_anthropic.url,
+        }
+    )
     claude = Claude(claude_settings, sleep=_no_sleep, timeout=1.0)
     svc = ConversationService(claude_settings, db, EMBEDDER, claude=claude)
     yield svc
@@ -72,13 +75,25 @@ def offline_service(settings: Settings, db: Database) -> ConversationService:
 
 
 def dm(user: str, text: str, **extra: object) -> IncomingMessage:
-    return IncomingMessage(platform="slack", user_id=user, conversation_id=f"D-{user}", text=text,
-                           is_direct=True, **extra)  # type: ignore[arg-type]  # fmt: skip
+    return IncomingMessage(
+        platform="slack",
+        user_id=user,
+        conversation_id=f"D-{user}",
+        text=text,
+        is_direct=True,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def in_channel(user: str, channel: str, text: str) -> IncomingMessage:
-    return IncomingMessage(platform="slack", user_id=user, conversation_id=channel, text=text,
-                           is_direct=False, thread_id="1700000000.000100")  # fmt: skip
+    return IncomingMessage(
+        platform="slack",
+        user_id=user,
+        conversation_id=channel,
+        text=text,
+        is_direct=False,
+        thread_id="1700000000.000100",
+    )
 
 
 QUESTION = "What are the discount approvals and the salary bands and office hours?"
@@ -147,9 +162,11 @@ async def test_super_user_reads_everything_in_a_dm(
 
 
 async def test_answer_streams_cites_and_is_recorded(
-    service: ConversationService, fake_anthropic: FakeAnthropic, org: dict[str, int],
+    service: ConversationService,
+    fake_anthropic: FakeAnthropic,
+    org: dict[str, int],
     db: Database,
-) -> None:  # fmt: skip
+) -> None:
     fake_anthropic.script.append(Text("Ask the VP Sales for more than 20% [1]."))
     pieces: list[str] = []
 
@@ -201,9 +218,12 @@ async def test_earlier_turns_of_the_day_are_in_the_prompt(
     ids=["overloaded", "rate-limited", "error-event", "timeout"],
 )
 async def test_llm_outage_gives_an_apology_after_retries_and_keeps_the_question(
-    service: ConversationService, fake_anthropic: FakeAnthropic, org: dict[str, int],
-    db: Database, failure: list[object],
-) -> None:  # fmt: skip
+    service: ConversationService,
+    fake_anthropic: FakeAnthropic,
+    org: dict[str, int],
+    db: Database,
+    failure: list[object],
+) -> None:
     fake_anthropic.script.extend(failure)  # type: ignore[arg-type]
     reply = await service.handle(dm("U-SAM", "Who approves a 25% discount?"))
     assert reply.status is ReplyStatus.ERROR
@@ -272,8 +292,9 @@ async def test_unknown_user_is_created_with_public_access_only(
     reply = await offline_service.handle(message)
     assert SALES_RULE not in reply.text and PUBLIC_FACT in reply.text
     async with db.pool.acquire() as conn:
-        user = await conn.fetchrow("SELECT email, department_access FROM users "
-                                   "WHERE email = 'new@example.com'")  # fmt: skip
+        user = await conn.fetchrow(
+            "SELECT email, department_access FROM users WHERE email = 'new@example.com'"
+        )
     assert user["department_access"] == []
 
 
@@ -305,7 +326,8 @@ async def test_concurrent_messages_keep_sequence_numbers_unique_and_gap_free(
     await asyncio.gather(*(offline_service.handle(dm("U-SAM", f"message {i}")) for i in range(12)))
     async with db.pool.acquire() as conn:
         sessions = await conn.fetchval("SELECT count(*) FROM chat_sessions")
-        numbers = await conn.fetch("SELECT sequence_number FROM session_messages "
-                                   "ORDER BY sequence_number")  # fmt: skip
+        numbers = await conn.fetch(
+            "SELECT sequence_number FROM session_messages ORDER BY sequence_number"
+        )
     assert sessions == 1
     assert [r["sequence_number"] for r in numbers] == list(range(1, 25))

@@ -426,8 +426,15 @@ def test_cli_ingest_then_docs_list(cli_env: dict[str, str], tmp_path: Path) -> N
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert lines[0].split() == [
-        "ID", "DEPARTMENT", "ACCESS", "TITLE", "STATUS", "CHUNKS", "UPDATED", "SOURCE"
-    ]  # fmt: skip
+        "ID",
+        "DEPARTMENT",
+        "ACCESS",
+        "TITLE",
+        "STATUS",
+        "CHUNKS",
+        "UPDATED",
+        "SOURCE",
+    ]
     broken = next(i for i, line in enumerate(lines) if "broken.pdf" in line)
     assert lines[broken].split()[1:5] == ["hr", "ops", "broken", "failed"]
     assert lines[broken + 1].strip().startswith("error: not a readable PDF")
