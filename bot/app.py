@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -12,11 +12,15 @@ from bot.errors import DeskmateError, report_error
 from bot.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# The address `deskmate serve` binds: the web chat asks for a token when it is not loopback.
+BIND_HOST = web.AppKey("bind_host", str)
 
 # Platform payloads are small; anything near this is a mistake or an attack.
 MAX_REQUEST_BYTES = 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A platform edge adds its routes, senders and start/stop hooks to the app.
+Installer = Callable[[web.Application, Runtime], None]
 
 
 def _route_name(request: web.Request) -> str:
@@ -68,11 +72,16 @@ async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
-def create_app(runtime: Runtime) -> web.Application:
+def create_app(
+    runtime: Runtime, installers: Sequence[Installer] = (), *, host: str = "127.0.0.1"
+) -> web.Application:
     """The service's HTTP face; the runtime must be started before requests arrive."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
     app[RUNTIME] = runtime
+    app[BIND_HOST] = host
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)
+    for install in installers:
+        install(app, runtime)
     return app

@@ -7,6 +7,7 @@ import logging
 from bot.conversation import ConversationService
 from bot.embeddings import Embedder, create_embedder
 from bot.llm import Claude
+from bot.outbound import Senders
 from bot.settings import Settings
 from bot.tasks import Spawner
 from storage import retrieval
@@ -25,6 +26,7 @@ class Runtime:
         self.settings = settings
         self.db = db or Database(settings)
         self.tasks = Spawner()
+        self.senders = Senders()
         self.embedder: Embedder | None = None
         self.claude: Claude | None = None
         self._conversation: ConversationService | None = None

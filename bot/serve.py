@@ -25,11 +25,13 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    # The composition root: the one place bot/ learns which platform edges exist.
+    from handlers import installers
+
     runtime = Runtime(settings)
     await runtime.start()
-    runner = web.AppRunner(
-        create_app(runtime), shutdown_timeout=HTTP_SHUTDOWN_SECONDS, access_log=None
-    )
+    app = create_app(runtime, installers(settings), host=host)
+    runner = web.AppRunner(app, shutdown_timeout=HTTP_SHUTDOWN_SECONDS, access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, host, port)

@@ -1,1 +1,13 @@
-"""Platform edges: Slack, Teams and the local web chat turn events into IncomingMessages."""
+"""Platform edges: Slack, Teams and the local web chat turn events into IncomingMessages and
+send replies; each module's `install(app, runtime)` adds its routes, senders and hooks."""
+
+from __future__ import annotations
+
+from bot.app import Installer
+from bot.settings import Settings
+
+
+def installers(settings: Settings) -> list[Installer]:
+    """The platform edges these settings turn on, in the order they are installed."""
+    found: list[Installer] = []
+    return found
