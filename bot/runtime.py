@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from bot.actions import Actions
 from bot.conversation import ConversationService
 from bot.embeddings import Embedder, create_embedder
+from bot.feedback import FEEDBACK, Feedback
 from bot.llm import Claude
 from bot.outbound import Senders
 from bot.settings import Settings
@@ -27,6 +29,7 @@ class Runtime:
         self.db = db or Database(settings)
         self.tasks = Spawner()
         self.senders = Senders()
+        self.actions = Actions()
         self.embedder: Embedder | None = None
         self.claude: Claude | None = None
         self._conversation: ConversationService | None = None
@@ -47,6 +50,8 @@ class Runtime:
             self._conversation = ConversationService(
                 self.settings, self.db, self.embedder, claude=self.claude, tasks=self.tasks
             )
+            feedback = Feedback(self.db, self.settings.default_timezone)
+            self.actions.register(FEEDBACK, feedback.on_click)
             async with self.db.pool.acquire() as conn:
                 if not await retrieval.has_reader_role(conn):
                     logger.warning(

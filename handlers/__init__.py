@@ -10,4 +10,12 @@ from bot.settings import Settings
 def installers(settings: Settings) -> list[Installer]:
     """The platform edges these settings turn on, in the order they are installed."""
     found: list[Installer] = []
+    if settings.slack_enabled:
+        from handlers.slack import install as install_slack
+
+        found.append(install_slack)
+    if settings.teams_enabled:
+        from handlers.teams import install as install_teams
+
+        found.append(install_teams)
     return found
