@@ -94,6 +94,11 @@ class Sender(Protocol):
         """Replace an earlier message's content (e.g. an acknowledged alert)."""
         ...
 
+    async def find(self, target: Target, idempotency_key: str) -> Delivery | None:
+        """The message an earlier attempt posted with this key, when the platform lets us
+        tell (so a retry after a crash does not post twice); None otherwise."""
+        ...
+
 
 class Senders:
     """The senders this process has, by platform."""

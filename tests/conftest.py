@@ -191,3 +191,17 @@ async def fake_anthropic():  # type: ignore[no-untyped-def]
     fake.url = f"http://127.0.0.1:{port}"
     yield fake
     await runner.cleanup()
+
+
+# --- fake Slack --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def fake_slack():  # type: ignore[no-untyped-def]
+    """A running fake Slack Web API; `fake_slack.url` is the SLACK_API_URL to use."""
+    from fakes.slack_api import FakeSlack, start_fake_slack
+
+    fake = FakeSlack()
+    runner = await start_fake_slack(fake)
+    yield fake
+    await runner.cleanup()

@@ -1,0 +1,152 @@
+"""A local fake of Slack's Web API (`SLACK_API_URL`): records every call, answers like Slack.
+
+`FakeSlack.calls` holds (method, token, body) in arrival order; `rate_limit(method, n)` makes
+the next n calls of a method answer HTTP 429 with `Retry-After`; `fail(method, error)` makes the
+next call answer `{"ok": false, "error": …}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    token: str | None
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeSlack:
+    """State of the fake: users it knows, calls it saw, failures it was told to make."""
+
+    bot_user_id: str = "UBOT"
+    team_id: str = "T1"
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    url: str = ""
+    delay: float = 0.0  # seconds before answering any call
+    _rate_limits: dict[str, list[float]] = field(default_factory=dict)
+    _failures: dict[str, list[str]] = field(default_factory=dict)
+    _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    # --- scripting ---------------------------------------------------------------------------
+
+    def add_user(self, user_id: str, email: str, name: str = "", bot: bool = False) -> None:
+        self.users[user_id] = {
+            "id": user_id, "team_id": self.team_id, "name": name or email.split("@")[0],
+            "is_bot": bot, "real_name": name or email,
+            "profile": {"email": email, "real_name": name or email,
+                        "display_name": name or email.split("@")[0]},
+        }  # fmt: skip
+
+    def rate_limit(self, method: str, times: int = 1, retry_after: float = 1) -> None:
+        self._rate_limits.setdefault(method, []).extend([retry_after] * times)
+
+    def fail(self, method: str, error: str, times: int = 1) -> None:
+        self._failures.setdefault(method, []).extend([error] * times)
+
+    # --- reading what happened ------------------------------------------------------------------
+
+    def called(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def posted_texts(self) -> list[str]:
+        """Texts of chat.postMessage / chat.update / stream calls, in order."""
+        texts = []
+        for call in self.calls:
+            if call.method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+                texts.append(str(call.body.get("text", "")))
+            elif call.method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+                texts.append(str(call.body.get("markdown_text", "")))
+        return texts
+
+    # --- the server --------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._handle)
+        app.router.add_post("/response_url/{id}", self._response_url)
+        return app
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.calls.append(Call(f"response_url:{request.match_info['id']}", None,
+                               await request.json()))  # fmt: skip
+        return web.Response(text="ok")
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        body = await _body(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth else body.get("token")
+        self.calls.append(Call(method, token, body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self._rate_limits.get(method):
+            retry_after = self._rate_limits[method].pop(0)
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(int(retry_after))})  # fmt: skip
+        if self._failures.get(method):
+            return web.json_response({"ok": False, "error": self._failures[method].pop(0)})
+        return web.json_response({"ok": True, **self._answer(method, body)})
+
+    def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        ts = f"1700000{next(self._ts):03d}.000100"
+        match method:
+            case "auth.test":
+                return {
+                    "user_id": self.bot_user_id,
+                    "team_id": self.team_id,
+                    "bot_id": "BBOT",
+                    "team": "Acme",
+                    "user": "deskmate",
+                    "url": "https://acme.slack.com/",
+                }
+            case "users.info":
+                user = self.users.get(str(body.get("user")))
+                return {"user": user} if user else {"ok": False, "error": "user_not_found"}
+            case "chat.postMessage" | "chat.startStream":
+                return {
+                    "channel": body.get("channel"),
+                    "ts": ts,
+                    "message": {"text": body.get("text", ""), "ts": ts},
+                }
+            case "chat.update" | "chat.appendStream" | "chat.stopStream":
+                return {"channel": body.get("channel"), "ts": body.get("ts")}
+            case "chat.postEphemeral":
+                return {"message_ts": ts}
+            case "conversations.history":
+                return {"messages": [], "has_more": False}
+            case _:
+                return {}  # views.publish, reactions.add, assistant.threads.* …
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    text = await request.text()
+    if request.content_type == "application/json":
+        return json.loads(text or "{}")
+    body: dict[str, Any] = dict(parse_qsl(text))
+    for key in ("blocks", "attachments", "view", "metadata", "prompts"):
+        if isinstance(body.get(key), str):
+            with contextlib.suppress(ValueError):
+                body[key] = json.loads(body[key])
+    return body
+
+
+async def start_fake_slack(fake: FakeSlack) -> web.AppRunner:
+    """Serve the fake on a free loopback port; sets `fake.url` to the API base URL."""
+    runner = web.AppRunner(fake.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/"
+    return runner
