@@ -27,7 +27,7 @@ from bot.tasks import Spawner
 from bot.turns import Retrieved, Turn
 from storage import retrieval, sessions
 from storage.database import Database
-from storage.memories import touch
+from storage.memories import Memory, touch
 from storage.retrieval import ChunkHit
 
 logger = logging.getLogger("deskmate.conversation")
@@ -86,6 +86,11 @@ class ConversationService:
         if on_delta is not None and reply.status is not ReplyStatus.ANSWERED:
             await on_delta(reply.text)
         return reply
+
+    async def memories_of(self, message: IncomingMessage) -> list[Memory]:
+        """What deskmate remembers about the sender (for App Home and similar views)."""
+        tenant_id, user = await resolve_user(self.db, message, self.settings.default_timezone)
+        return await self.memories.listing(tenant_id, user.id)
 
     async def _begin(self, message: IncomingMessage) -> Turn:
         tenant_id, user = await resolve_user(self.db, message, self.settings.default_timezone)

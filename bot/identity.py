@@ -44,3 +44,10 @@ async def resolve_user(
         )
         await users.link_identity(conn, tenant_id, user.id, identity)
         return tenant_id, user
+
+
+async def is_known(db: Database, tenant: str, identity: users.Identity) -> bool:
+    """Whether a platform identity already maps to a directory user (no platform lookup needed)."""
+    async with db.pool.acquire() as conn:
+        tenant_id = (await tenants.get_tenant(conn, tenant)).id
+        return await users.find_by_identity(conn, tenant_id, identity) is not None

@@ -6,6 +6,7 @@ import logging
 
 from bot.actions import Actions
 from bot.conversation import ConversationService
+from bot.deliveries import EventLedger
 from bot.embeddings import Embedder, create_embedder
 from bot.feedback import FEEDBACK, Feedback
 from bot.llm import Claude
@@ -30,6 +31,7 @@ class Runtime:
         self.tasks = Spawner()
         self.senders = Senders()
         self.actions = Actions()
+        self.events = EventLedger(self.db)
         self.embedder: Embedder | None = None
         self.claude: Claude | None = None
         self._conversation: ConversationService | None = None

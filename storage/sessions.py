@@ -148,3 +148,20 @@ async def sessions_of_user(conn: asyncpg.Connection, tenant_id: int, user_id: in
         )
         for r in rows
     ]
+
+
+async def conversation_seen(
+    conn: asyncpg.Connection, tenant_id: int, platform: str, conversation_key: str
+) -> bool:
+    """Whether deskmate has talked in this conversation (e.g. a thread it was mentioned in)."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM chat_sessions
+                           WHERE tenant_id = $1 AND platform = $2 AND conversation_key = $3)
+            """,
+            tenant_id,
+            platform,
+            conversation_key,
+        )
+    )

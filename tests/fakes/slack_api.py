@@ -67,7 +67,13 @@ class FakeSlack:
             if call.method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
                 texts.append(str(call.body.get("text", "")))
             elif call.method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
-                texts.append(str(call.body.get("markdown_text", "")))
+                chunks = call.body.get("chunks") or []
+                texts.append(
+                    str(call.body.get("markdown_text", ""))
+                    + "".join(
+                        str(c.get("text", "")) for c in chunks if c.get("type") == "markdown_text"
+                    )
+                )
         return texts
 
     # --- the server --------------------------------------------------------------------------
@@ -75,6 +81,7 @@ class FakeSlack:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)  # users.info and other reads
         app.router.add_post("/response_url/{id}", self._response_url)
         return app
 
@@ -131,11 +138,13 @@ class FakeSlack:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    if request.method == "GET":
+        return dict(request.query)
     text = await request.text()
     if request.content_type == "application/json":
         return json.loads(text or "{}")
     body: dict[str, Any] = dict(parse_qsl(text))
-    for key in ("blocks", "attachments", "view", "metadata", "prompts"):
+    for key in ("blocks", "attachments", "view", "metadata", "prompts", "chunks"):
         if isinstance(body.get(key), str):
             with contextlib.suppress(ValueError):
                 body[key] = json.loads(body[key])

@@ -1,0 +1,121 @@
+"""Slack through Bolt: events, slash command and buttons on `POST /slack/events`.
+
+Listeners only parse, claim the event and hand the slow part to the runtime's spawner, so Bolt
+acknowledges well inside Slack's 3 seconds (`process_before_response=True` makes the HTTP
+response wait for the listener, which is now quick, and never for the answer). The runtime is
+reached through this module's closure, not Bolt's copied context.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.actions import Click
+from bot.runtime import Runtime
+from handlers import slack_work
+from handlers.slack_events import message_from_event
+from handlers.slack_format import parse_action_id
+from handlers.slack_sender import SlackSender, slack_client
+
+logger = logging.getLogger("deskmate.slack")
+
+
+def build_bolt(runtime: Runtime, client: AsyncWebClient) -> AsyncApp:
+    """The Bolt app with deskmate's listeners (single-workspace token mode)."""
+    settings = runtime.settings
+    assert settings.slack_signing_secret is not None, "Slack needs SLACK_SIGNING_SECRET"
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=True,
+        raise_error_for_unhandled_request=False,
+    )
+    work = slack_work.SlackWork(runtime, client)
+
+    async def on_message_event(body: dict[str, Any], event: dict[str, Any],
+                               context: dict[str, Any]) -> None:  # fmt: skip
+        message = message_from_event(event, bot_user_id=str(context.get("bot_user_id") or ""),
+                                     team_id=str(body.get("team_id") or ""))  # fmt: skip
+        if message is None:
+            return
+        if await runtime.events.claim("slack", message.event_key):
+            runtime.tasks.spawn(work.answer(message), name=f"slack-answer:{message.event_key}")
+
+    bolt.event("app_mention")(on_message_event)
+    bolt.event("message")(on_message_event)
+
+    @bolt.event("assistant_thread_started")
+    async def on_thread_started(event: dict[str, Any]) -> None:
+        runtime.tasks.spawn(work.suggest_prompts(event), name="slack-suggested-prompts")
+
+    @bolt.event("app_home_opened")
+    async def on_home(event: dict[str, Any], body: dict[str, Any]) -> None:
+        runtime.tasks.spawn(work.publish_home(str(event["user"]), str(body.get("team_id", ""))),
+                            name="slack-home")  # fmt: skip
+
+    @bolt.command("/deskmate")
+    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        runtime.tasks.spawn(work.command(command, respond), name="slack-command")
+
+    @bolt.action(re.compile(r"^deskmate:"))
+    async def on_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
+                        respond: AsyncRespond) -> None:  # fmt: skip
+        await ack()
+        kind = parse_action_id(str(action.get("action_id", "")))
+        if kind is None:
+            return
+        click = Click(kind=kind, value=str(action.get("value", "")), platform="slack",
+                      user_id=str(body["user"]["id"]),
+                      workspace_id=str((body.get("team") or {}).get("id", "")))  # fmt: skip
+        runtime.tasks.spawn(work.click(click, body, respond), name=f"slack-click:{kind}")
+
+    @bolt.error
+    async def on_error(error: Exception) -> None:
+        from bot.errors import report_error
+
+        report_error(error, where="slack")
+
+    return bolt
+
+
+def install(app: web.Application, runtime: Runtime) -> None:
+    """Add `POST /slack/events`, the Slack sender, and Socket Mode when SLACK_APP_TOKEN is set."""
+    settings = runtime.settings
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    client = slack_client(settings, token)
+    bolt = build_bolt(runtime, client)
+    runtime.senders.register(SlackSender(client))
+
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app.router.add_post("/slack/events", slack_events)
+    if settings.slack_app_token is not None:
+        _install_socket_mode(app, runtime, bolt)
+
+
+def _install_socket_mode(app: web.Application, runtime: Runtime, bolt: AsyncApp) -> None:
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    settings = runtime.settings
+    assert settings.slack_app_token is not None
+    handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+    handler.client.web_client = slack_client(settings, None)
+
+    async def connect(_: web.Application) -> None:
+        await handler.connect_async()
+        logger.info("Slack Socket Mode connected")
+
+    async def close(_: web.Application) -> None:
+        await handler.close_async()
+
+    app.on_startup.append(connect)
+    app.on_cleanup.append(close)

@@ -1,0 +1,130 @@
+"""The slow part of each Slack interaction, run by the runtime's spawner after the ack."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncRespond
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.actions import Click
+from bot.errors import DeskmateError, report_error
+from bot.identity import is_known
+from bot.messages import IncomingMessage, Reply
+from bot.runtime import Runtime
+from handlers.slack_events import SlackMessage
+from handlers.slack_format import answer_messages, outbound_blocks, to_mrkdwn
+from handlers.slack_home import home_view
+from handlers.slack_reply import edit_answer, feedback_actions, set_status, stream_answer
+from storage.users import Identity
+
+logger = logging.getLogger("deskmate.slack")
+
+SUGGESTED_PROMPTS = [
+    {"title": "What can you do?", "message": "help"},
+    {"title": "What do you know about me?", "message": "memories"},
+    {"title": "Find a policy", "message": "docs travel policy"},
+]
+
+
+class SlackWork:
+    def __init__(self, runtime: Runtime, client: AsyncWebClient) -> None:
+        self.runtime = runtime
+        self.client = client
+
+    async def answer(self, message: SlackMessage) -> None:
+        """Answer one user message; the event is marked done, or failed for Slack's retry."""
+        ok = False
+        try:
+            if message.needs_thread_check and not await self._in_thread(message):
+                ok = True  # a thread deskmate is not part of: nothing to say
+                return
+            incoming = await self._incoming(message)
+            if message.is_direct:
+                await set_status(self.client, message, "is thinking…")
+                await stream_answer(self.client, message, incoming, self._handle)
+            else:
+                await edit_answer(self.client, message, incoming, self._handle)
+            ok = True
+        finally:
+            await self.runtime.events.finish("slack", message.event_key, ok=ok)
+
+    async def _handle(self, incoming: IncomingMessage, on_delta: Any) -> Reply:
+        return await self.runtime.conversation.handle(incoming, on_delta)
+
+    async def _in_thread(self, message: SlackMessage) -> bool:
+        key = f"{message.channel}:{message.thread_ts}"
+        return await self.runtime.events.conversation_seen("slack", key, "default")
+
+    async def _incoming(self, message: SlackMessage, *, is_direct: bool | None = None,
+                        text: str | None = None) -> IncomingMessage:  # fmt: skip
+        email, name = await self._profile(message.team_id, message.user)
+        direct = message.is_direct if is_direct is None else is_direct
+        return IncomingMessage(
+            platform="slack", user_id=message.user, conversation_id=message.channel,
+            text=message.text if text is None else text, is_direct=direct,
+            workspace_id=message.team_id, thread_id=message.session_thread,
+            message_id=message.ts, email=email, display_name=name,
+        )  # fmt: skip
+
+    async def _profile(self, team_id: str, user_id: str) -> tuple[str | None, str | None]:
+        """Email and name from users.info, only for people the directory does not know yet."""
+        if await is_known(self.runtime.db, "default", Identity("slack", team_id, user_id)):
+            return None, None
+        try:
+            response = await self.client.users_info(user=user_id)
+        except (SlackApiError, SlackClientError) as exc:
+            logger.warning("users.info failed for %s: %s", user_id, exc)
+            return None, None
+        user = response.get("user") or {}
+        profile = user.get("profile") or {}
+        return profile.get("email"), profile.get("real_name") or user.get("real_name")
+
+    async def command(self, command: dict[str, Any], respond: AsyncRespond) -> None:
+        """`/deskmate …`: answered only to the person who typed it."""
+        text = str(command.get("text") or "").strip() or "help"
+        message = SlackMessage(
+            team_id=str(command.get("team_id", "")), channel=str(command.get("channel_id", "")),
+            user=str(command.get("user_id", "")), text=text,
+            ts=str(command.get("trigger_id", "")), thread_ts=None, is_direct=True,
+        )  # fmt: skip
+        incoming = await self._incoming(message)
+        reply = await self.runtime.conversation.handle(incoming)
+        payload = answer_messages(reply, feedback_actions(reply))[0]
+        await respond(response_type="ephemeral", replace_original=False, **payload)
+
+    async def click(self, click: Click, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """A deskmate button: the business rule runs; the clicker hears back; the message may
+        change (an acknowledged alert)."""
+        try:
+            result = await self.runtime.actions.dispatch(click)
+        except DeskmateError as exc:
+            await respond(response_type="ephemeral", replace_original=False, text=str(exc))
+            return
+        container = body.get("container") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+        if result.replace_with is not None and channel and ts:
+            await self.client.chat_update(channel=channel, ts=ts,
+                                          **outbound_blocks(result.replace_with))  # fmt: skip
+        await respond(response_type="ephemeral", replace_original=False,
+                      text=to_mrkdwn(result.text))  # fmt: skip
+
+    async def suggest_prompts(self, event: dict[str, Any]) -> None:
+        thread = event.get("assistant_thread") or {}
+        try:
+            await self.client.assistant_threads_setSuggestedPrompts(
+                channel_id=thread.get("channel_id"), thread_ts=thread.get("thread_ts"),
+                prompts=SUGGESTED_PROMPTS, title="Ask me about your company's documents",
+            )  # fmt: skip
+        except (SlackApiError, SlackClientError) as exc:
+            report_error(exc, where="slack.suggested_prompts")
+
+    async def publish_home(self, user_id: str, team_id: str) -> None:
+        """App Home: the person's memories (schedules and alerts join as they exist)."""
+        message = SlackMessage(team_id, "", user_id, "memories", "home", None, is_direct=True)
+        incoming = await self._incoming(message)
+        memories = await self.runtime.conversation.memories_of(incoming)
+        await self.client.views_publish(user_id=user_id, view=home_view(memories))
