@@ -7,6 +7,10 @@ import re
 from bot.errors import NotFound
 from bot.messages import IncomingMessage
 from storage import tenants, users
+from storage.tenants import DEFAULT_TENANT
+from storage.users import Identity
+
+__all__ = ["DEFAULT_TENANT", "Identity", "is_known", "placeholder_email", "resolve_user"]
 from storage.database import Database
 
 
@@ -31,7 +35,7 @@ async def resolve_user(
             if user is None:
                 raise NotFound(f"no user with email {message.trusted_email}")
             return tenant_id, user
-        identity = users.Identity(message.platform, message.workspace_id, message.user_id)
+        identity = Identity(message.platform, message.workspace_id, message.user_id)
         user = await users.find_by_identity(conn, tenant_id, identity)
         if user is not None:
             return tenant_id, user
@@ -46,7 +50,7 @@ async def resolve_user(
         return tenant_id, user
 
 
-async def is_known(db: Database, tenant: str, identity: users.Identity) -> bool:
+async def is_known(db: Database, tenant: str, identity: Identity) -> bool:
     """Whether a platform identity already maps to a directory user (no platform lookup needed)."""
     async with db.pool.acquire() as conn:
         tenant_id = (await tenants.get_tenant(conn, tenant)).id

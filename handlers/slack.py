@@ -18,81 +18,104 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.actions import Click
+from bot.errors import report_error
+from bot.installations import SlackInstallations
+from bot.outbound import DeliveryError, Target
 from bot.runtime import Runtime
 from handlers import slack_work
 from handlers.slack_events import message_from_event
 from handlers.slack_format import parse_action_id
+from handlers.slack_oauth import add_oauth_routes, oauth_settings
 from handlers.slack_sender import SlackSender, slack_client
 
 logger = logging.getLogger("deskmate.slack")
 
 
 def build_bolt(runtime: Runtime, client: AsyncWebClient) -> AsyncApp:
-    """The Bolt app with deskmate's listeners (single-workspace token mode)."""
+    """The Bolt app with deskmate's listeners: token mode, or OAuth when SLACK_CLIENT_ID is set."""
     settings = runtime.settings
     assert settings.slack_signing_secret is not None, "Slack needs SLACK_SIGNING_SECRET"
+    multi = settings.slack_client_id is not None
     bolt = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=True,
         raise_error_for_unhandled_request=False,
+        oauth_settings=oauth_settings(settings, SlackInstallations(runtime.db)) if multi else None,
     )
-    work = slack_work.SlackWork(runtime, client)
+    if multi:
+        bolt.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked
+    work = slack_work.SlackWork(runtime, multi_workspace=multi)
+    _add_listeners(bolt, runtime, work)
+    return bolt
 
-    async def on_message_event(body: dict[str, Any], event: dict[str, Any],
-                               context: dict[str, Any]) -> None:  # fmt: skip
+
+def _add_listeners(bolt: AsyncApp, runtime: Runtime, work: slack_work.SlackWork) -> None:
+    spawn = runtime.tasks.spawn
+
+    async def on_message_event(
+        body: dict[str, Any],
+        event: dict[str, Any],
+        context: dict[str, Any],
+        client: AsyncWebClient,
+    ) -> None:
         message = message_from_event(event, bot_user_id=str(context.get("bot_user_id") or ""),
                                      team_id=str(body.get("team_id") or ""))  # fmt: skip
         if message is None:
             return
-        if await runtime.events.claim("slack", message.event_key):
-            runtime.tasks.spawn(work.answer(message), name=f"slack-answer:{message.event_key}")
+        if await runtime.events.claim("slack", message.event_key,
+                                      work.tenant_for(message.team_id)):  # fmt: skip
+            spawn(work.answer(message, client), name=f"slack-answer:{message.event_key}")
 
     bolt.event("app_mention")(on_message_event)
     bolt.event("message")(on_message_event)
 
     @bolt.event("assistant_thread_started")
-    async def on_thread_started(event: dict[str, Any]) -> None:
-        runtime.tasks.spawn(work.suggest_prompts(event), name="slack-suggested-prompts")
+    async def on_thread_started(event: dict[str, Any], client: AsyncWebClient) -> None:
+        spawn(work.suggest_prompts(event, client), name="slack-suggested-prompts")
 
     @bolt.event("app_home_opened")
-    async def on_home(event: dict[str, Any], body: dict[str, Any]) -> None:
-        runtime.tasks.spawn(work.publish_home(str(event["user"]), str(body.get("team_id", ""))),
-                            name="slack-home")  # fmt: skip
+    async def on_home(event: dict[str, Any], body: dict[str, Any],
+                      client: AsyncWebClient) -> None:  # fmt: skip
+        spawn(work.publish_home(str(event["user"]), str(body.get("team_id", "")), client),
+              name="slack-home")  # fmt: skip
 
     @bolt.command("/deskmate")
-    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
+                         client: AsyncWebClient) -> None:  # fmt: skip
         await ack()
-        runtime.tasks.spawn(work.command(command, respond), name="slack-command")
+        spawn(work.command(command, respond, client), name="slack-command")
 
     @bolt.action(re.compile(r"^deskmate:"))
     async def on_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
-                        respond: AsyncRespond) -> None:  # fmt: skip
+                        respond: AsyncRespond, client: AsyncWebClient) -> None:  # fmt: skip
         await ack()
         kind = parse_action_id(str(action.get("action_id", "")))
         if kind is None:
             return
+        team = str((body.get("team") or {}).get("id", ""))
         click = Click(kind=kind, value=str(action.get("value", "")), platform="slack",
-                      user_id=str(body["user"]["id"]),
-                      workspace_id=str((body.get("team") or {}).get("id", "")))  # fmt: skip
-        runtime.tasks.spawn(work.click(click, body, respond), name=f"slack-click:{kind}")
+                      user_id=str(body["user"]["id"]), workspace_id=team,
+                      tenant=work.tenant_for(team))  # fmt: skip
+        spawn(work.click(click, body, respond, client), name=f"slack-click:{kind}")
 
     @bolt.error
     async def on_error(error: Exception) -> None:
-        from bot.errors import report_error
-
         report_error(error, where="slack")
-
-    return bolt
 
 
 def install(app: web.Application, runtime: Runtime) -> None:
-    """Add `POST /slack/events`, the Slack sender, and Socket Mode when SLACK_APP_TOKEN is set."""
+    """Add `POST /slack/events` (and the OAuth routes in multi-workspace mode), the Slack
+    sender, and Socket Mode when SLACK_APP_TOKEN is set."""
     settings = runtime.settings
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = slack_client(settings, token)
     bolt = build_bolt(runtime, client)
-    runtime.senders.register(SlackSender(client))
+    if settings.slack_client_id is not None:
+        add_oauth_routes(app, bolt)
+        runtime.senders.register(SlackSender(client, resolve=_installed_client(runtime)))
+    else:
+        runtime.senders.register(SlackSender(client))
 
     async def slack_events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
@@ -100,6 +123,20 @@ def install(app: web.Application, runtime: Runtime) -> None:
     app.router.add_post("/slack/events", slack_events)
     if settings.slack_app_token is not None:
         _install_socket_mode(app, runtime, bolt)
+
+
+def _installed_client(runtime: Runtime):  # type: ignore[no-untyped-def]
+    """Multi-workspace senders: the bot token of the workspace behind the target's tenant."""
+    installations = SlackInstallations(runtime.db)
+
+    async def resolve(target: Target) -> AsyncWebClient:
+        data = await installations.find_for_tenant(target.tenant)
+        if not data or not data.get("bot_token"):
+            raise DeliveryError(f"deskmate is not installed for tenant {target.tenant}",
+                                retryable=False)  # fmt: skip
+        return slack_client(runtime.settings, str(data["bot_token"]))
+
+    return resolve
 
 
 def _install_socket_mode(app: web.Application, runtime: Runtime, bolt: AsyncApp) -> None:

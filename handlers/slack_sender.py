@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -70,14 +71,25 @@ def delivery_error(exc: SlackClientError) -> DeliveryError:
     return DeliveryError(f"Slack could not be reached: {type(exc).__name__}", retryable=True)
 
 
+Resolve = Callable[[Target], Awaitable[AsyncWebClient]]
+
+
 class SlackSender:
-    """`bot.outbound.Sender` for Slack."""
+    """`bot.outbound.Sender` for Slack: one token, or (multi-workspace) the token of the
+    workspace behind each target's tenant, found by `resolve`."""
 
     platform = "slack"
 
-    def __init__(self, client: AsyncWebClient, pacer: ChannelPacer | None = None) -> None:
+    def __init__(
+        self, client: AsyncWebClient, pacer: ChannelPacer | None = None,
+        *, resolve: Resolve | None = None,
+    ) -> None:  # fmt: skip
         self.client = client
         self.pacer = pacer or ChannelPacer()
+        self._resolve = resolve
+
+    async def _client(self, target: Target) -> AsyncWebClient:
+        return await self._resolve(target) if self._resolve else self.client
 
     async def post(self, target: Target, message: Outbound) -> Delivery:
         payload: dict[str, Any] = outbound_blocks(message)
@@ -86,7 +98,8 @@ class SlackSender:
                                    "event_payload": {"key": message.idempotency_key}}  # fmt: skip
         await self.pacer.wait(target.channel)
         try:
-            response = await self.client.chat_postMessage(
+            client = await self._client(target)
+            response = await client.chat_postMessage(
                 channel=target.channel, thread_ts=target.thread, unfurl_links=False, **payload
             )
         except (SlackApiError, SlackClientError) as exc:
@@ -96,7 +109,8 @@ class SlackSender:
 
     async def update(self, target: Target, message_id: str, message: Outbound) -> None:
         try:
-            await self.client.chat_update(channel=target.channel, ts=message_id,
+            client = await self._client(target)
+            await client.chat_update(channel=target.channel, ts=message_id,
                                           **outbound_blocks(message))  # fmt: skip
         except (SlackApiError, SlackClientError) as exc:
             raise delivery_error(exc) from exc
@@ -104,7 +118,8 @@ class SlackSender:
     async def find(self, target: Target, idempotency_key: str) -> Delivery | None:
         """Look through the channel's recent messages for one carrying the key."""
         try:
-            response = await self.client.conversations_history(
+            client = await self._client(target)
+            response = await client.conversations_history(
                 channel=target.channel, limit=100, include_all_metadata=True
             )
         except (SlackApiError, SlackClientError) as exc:

@@ -35,6 +35,8 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     delay: float = 0.0  # seconds before answering any call
+    # Tokens of OAuth-installed workspaces: token → team id (auth.test answers accordingly).
+    workspace_tokens: dict[str, str] = field(default_factory=dict)
     _rate_limits: dict[str, list[float]] = field(default_factory=dict)
     _failures: dict[str, list[str]] = field(default_factory=dict)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -54,6 +56,23 @@ class FakeSlack:
 
     def fail(self, method: str, error: str, times: int = 1) -> None:
         self._failures.setdefault(method, []).extend([error] * times)
+
+    def _installation(self, code: str) -> dict[str, Any]:
+        """oauth.v2.access: the code names the workspace (code "beta" installs T-BETA)."""
+        team = f"T-{code.upper()}"
+        token = f"xoxb-{team}"
+        self.workspace_tokens[token] = team
+        return {
+            "access_token": token,
+            "token_type": "bot",
+            "scope": "chat:write,commands",
+            "bot_user_id": self.bot_user_id,
+            "app_id": "A1",
+            "team": {"id": team, "name": f"Workspace {team}"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": {"id": "U-INSTALLER"},
+        }
 
     # --- reading what happened ------------------------------------------------------------------
 
@@ -104,20 +123,22 @@ class FakeSlack:
                                      headers={"Retry-After": str(int(retry_after))})  # fmt: skip
         if self._failures.get(method):
             return web.json_response({"ok": False, "error": self._failures[method].pop(0)})
-        return web.json_response({"ok": True, **self._answer(method, body)})
+        return web.json_response({"ok": True, **self._answer(method, body, token)})
 
-    def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, method: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
         ts = f"1700000{next(self._ts):03d}.000100"
         match method:
             case "auth.test":
                 return {
                     "user_id": self.bot_user_id,
-                    "team_id": self.team_id,
+                    "team_id": self.workspace_tokens.get(token or "", self.team_id),
                     "bot_id": "BBOT",
                     "team": "Acme",
                     "user": "deskmate",
                     "url": "https://acme.slack.com/",
                 }
+            case "oauth.v2.access":
+                return self._installation(str(body.get("code", "x")))
             case "users.info":
                 user = self.users.get(str(body.get("user")))
                 return {"user": user} if user else {"ok": False, "error": "user_not_found"}
