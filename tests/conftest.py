@@ -136,11 +136,14 @@ def _database(pg_server, *, template: str) -> Iterator[str]:  # type: ignore[no-
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for one test's database. The scheduler loop is off: tests that are about it
+    turn it on, the others must not see it post or spawn work on its own clock."""
     return load_settings(
         env_file=None,
         database_url=database_url,
         deskmate_data_dir=tmp_path / "data",
         embedding_dimension=TEST_DIMENSION,
+        scheduler_enabled=False,
     )
 
 
