@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test e2e lint bench clean
 
 $(PY):
 	@python=$$(scripts/find-python) || exit 1; \
@@ -21,6 +21,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The browser test: headless Debian chromium driven by Playwright (no browser download).
+# Its file name keeps it out of `make test`; it is named here explicitly.
+$(VENV)/.installed-e2e: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,e2e]'
+	@touch $@
+
+e2e: $(VENV)/.installed-e2e
+	@test -x /usr/bin/chromium || { echo "make e2e needs Debian's chromium: apt-get install -y chromium"; exit 1; }
+	$(PY) -m pytest tests/e2e/webchat_browser.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -48,13 +48,33 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
 
 
 def _announce(settings: Settings, runtime: Runtime, host: str, port: int) -> None:
-    database = (
-        f"embedded PostgreSQL in {settings.data_dir / 'pgdata'}"
+    """A few lines a newcomer can act on: where to click, where the data is, what is on."""
+    from handlers.webchat import Access, access_mode, describe, url
+
+    data = (
+        f"  data directory: {settings.data_dir} (embedded PostgreSQL)"
         if runtime.db.embedded
-        else "DATABASE_URL"
+        else "  database:       PostgreSQL at DATABASE_URL"
     )
-    llm = f"Claude ({settings.anthropic_model})" if settings.llm_enabled else "offline (no key)"
-    print(f"deskmate is listening on http://{host}:{port}/", flush=True)
-    print(f"  database: {database}", flush=True)
-    print(f"  language model: {llm}", flush=True)
-    print("  stop with Ctrl-C", flush=True)
+    llm = (
+        f"Claude ({settings.anthropic_model})"
+        if settings.llm_enabled
+        else "offline: quotes the documents (set ANTHROPIC_API_KEY for Claude)"
+    )
+    platforms = ", ".join(
+        f"{name} {'on' if on else 'off'}"
+        for name, on in (
+            ("web chat", access_mode(host, settings) is not Access.DISABLED),
+            ("Slack", settings.slack_enabled),
+            ("Teams", settings.teams_enabled),
+        )
+    )
+    lines = [
+        f"deskmate is listening on {url(host, port)}",
+        f"  web chat:       {describe(host, port, settings)}",
+        data,
+        f"  platforms:      {platforms}",
+        f"  language model: {llm}",
+        "  stop with Ctrl-C",
+    ]
+    print("\n".join(lines), flush=True)

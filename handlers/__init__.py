@@ -9,7 +9,11 @@ from bot.settings import Settings
 
 def installers(settings: Settings) -> list[Installer]:
     """The platform edges these settings turn on, in the order they are installed."""
-    found: list[Installer] = []
+    # The web chat is always installed: it decides itself, from the bind address and
+    # WEBCHAT_TOKEN, whether it is on.
+    from handlers.webchat import install as install_webchat
+
+    found: list[Installer] = [install_webchat]
     if settings.slack_enabled:
         from handlers.slack import install as install_slack
 
