@@ -1,14 +1,5 @@
-"""Runs every benchmark module under bench/ and prints its ratios."""
+"""`make bench`: every benchmark, printed as measurements and ratios from one run."""
 
-import sys
+from bench import retrieval
 
-BENCHMARKS: list[str] = []
-
-
-def main() -> int:
-    if not BENCHMARKS:
-        print("no benchmarks yet; see docs/benchmarks.md")
-    return 0
-
-
-sys.exit(main())
+retrieval.main()

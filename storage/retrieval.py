@@ -69,13 +69,39 @@ class Timed[T]:
     milliseconds: float
 
 
-_RIGHTS = """
-SELECT u.is_super_user,
-       u.department_access || $3::text[] AS user_departments,
-       (SELECT coalesce(array_agg(cc.department), '{}') FROM channel_clearances cc
-        WHERE cc.tenant_id = $1 AND cc.platform = $4 AND cc.channel_id = $5)
-         || $3::text[] AS channel_departments
-FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.is_active
+# One round trip sets everything a search needs for the rest of its transaction: the reader's
+# rights for row-level security, the role (when this connection may take it) and HNSW's scan
+# options. $1 tenant, $2 user, $3 public departments, $4 platform, $5 channel (NULL in a DM),
+# $6 ef_search.
+_ENTER_READER = """
+WITH rights AS (
+    SELECT u.is_super_user,
+           u.department_access || $3::text[] AS user_departments,
+           (SELECT coalesce(array_agg(cc.department), '{}') FROM channel_clearances cc
+            WHERE cc.tenant_id = $1 AND cc.platform = $4 AND cc.channel_id = $5)
+             || $3::text[] AS channel_departments
+    FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.is_active
+),
+settings AS (
+    SELECT set_config('deskmate.tenant_id', $1::bigint::text, true),
+           set_config('deskmate.user_id', $2::bigint::text, true),
+           set_config('deskmate.super_user',
+                      CASE WHEN (SELECT is_super_user FROM rights) THEN 'on' ELSE 'off' END, true),
+           set_config('deskmate.user_departments',
+                      coalesce(array_to_string((SELECT user_departments FROM rights), ','), ''),
+                      true),
+           set_config('deskmate.in_channel', CASE WHEN $5::text IS NULL THEN 'off' ELSE 'on' END,
+                      true),
+           set_config('deskmate.channel_departments',
+                      coalesce(array_to_string((SELECT channel_departments FROM rights), ','),
+                               ''), true),
+           -- relaxed_order lets HNSW keep scanning past filtered-out rows; by_meaning re-sorts.
+           set_config('hnsw.iterative_scan', 'relaxed_order', true),
+           set_config('hnsw.ef_search', $6::int::text, true)
+)
+SELECT (SELECT count(*) FROM settings) = 1
+       AND coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles
+                     WHERE rolname = 'deskmate_reader'), false)
 """
 
 _CHUNKS = f"""
@@ -122,7 +148,8 @@ by_identifiers AS (
           FROM readable r,
                (SELECT string_agg(phraseto_tsquery('english', code)::text, ' | ')::tsquery
                 FROM unnest($11::text[]) AS code) AS query (q)
-          WHERE r.search_vector @@ q
+          -- A question without codes skips this list without scanning a row.
+          WHERE cardinality($11::text[]) > 0 AND r.search_vector @@ q
           ORDER BY rank DESC LIMIT $8) matching
 ),
 fused AS (
@@ -157,23 +184,15 @@ LIMIT $4
 """
 
 
-async def _enter_reader_role(conn: asyncpg.Connection, reader: Reader) -> None:
+async def _enter_reader_role(
+    conn: asyncpg.Connection, reader: Reader, ef_search: int = 40
+) -> None:
     """Inside a transaction: become deskmate_reader with this reader's rights in settings."""
-    rights = await conn.fetchrow(
-        _RIGHTS, reader.tenant_id, reader.user_id, list(reader.public_departments),
-        reader.platform, reader.channel_id,
+    may_take_role = await conn.fetchval(
+        _ENTER_READER, reader.tenant_id, reader.user_id, list(reader.public_departments),
+        reader.platform, reader.channel_id, max(40, int(ef_search)),
     )  # fmt: skip
-    values = {
-        "deskmate.tenant_id": str(reader.tenant_id),
-        "deskmate.user_id": str(reader.user_id),
-        "deskmate.super_user": "on" if rights and rights["is_super_user"] else "off",
-        "deskmate.user_departments": ",".join(rights["user_departments"]) if rights else "",
-        "deskmate.in_channel": "off" if reader.channel_id is None else "on",
-        "deskmate.channel_departments": ",".join(rights["channel_departments"]) if rights else "",
-    }
-    for name, value in values.items():
-        await conn.execute("SELECT set_config($1, $2, true)", name, value)
-    if await has_reader_role(conn):
+    if may_take_role:
         await conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
 
 
@@ -201,10 +220,7 @@ async def search_chunks(
     reciprocal rank with full-text matches."""
     started = time.perf_counter()
     async with conn.transaction():
-        await _enter_reader_role(conn, reader)
-        # relaxed_order lets HNSW keep scanning past filtered-out rows; by_meaning re-sorts.
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(candidates))}")
+        await _enter_reader_role(conn, reader, candidates)
         rows = await conn.fetch(
             _CHUNKS, reader.tenant_id, reader.user_id, list(reader.public_departments),
             reader.platform, reader.channel_id, embedding, text, candidates, min_similarity,
