@@ -33,7 +33,28 @@ from storage.retrieval import Reader, search_chunks
 CHUNKS = 20_000
 DIMENSION = 384
 QUERIES = 60
-SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gi ho ju ly pa qu re si to".split()
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "sa",
+    "ti",
+    "vo",
+    "be",
+    "da",
+    "fe",
+    "gi",
+    "ho",
+    "ju",
+    "ly",
+    "pa",
+    "qu",
+    "re",
+    "si",
+    "to",
+]
 # A vocabulary of 5,000 made-up words drawn with a Zipf-like skew: like real handbooks, a few
 # words are everywhere and most are rare, which is what full-text ranking meets in practice.
 WORDS = ["".join(random.Random(n).choices(SYLLABLES, k=4)) for n in range(5000)]
@@ -53,21 +74,38 @@ async def load(db: Database, rng: random.Random) -> None:
     texts = [passage(rng, i) for i in range(CHUNKS)]
     vectors = await embedder.embed_documents(texts)
     async with db.pool.acquire() as conn:
-        await conn.execute("INSERT INTO documents (tenant_id, department, source_path, title, "
-                           "status) VALUES (1, 'bulk', '/bench', 'Bench', 'ready')")
-        await conn.execute("DROP INDEX document_chunks_embedding")
-        records = [(1, 1, "rare" if i % 50 == 0 else "common", f"S{i}", i, text, 80, vector)
-                   for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))]
-        await conn.copy_records_to_table(
-            "document_chunks", records=records,
-            columns=["tenant_id", "document_id", "department", "section_title", "chunk_index",
-                     "content", "token_count", "embedding"],
+        await conn.execute(
+            "INSERT INTO documents (tenant_id, department, source_path, title, "
+            "status) VALUES (1, 'bulk', '/bench', 'Bench', 'ready')"
         )
-        await conn.execute("CREATE INDEX document_chunks_embedding ON document_chunks "
-                           "USING hnsw (embedding vector_cosine_ops)")
+        await conn.execute("DROP INDEX document_chunks_embedding")
+        records = [
+            (1, 1, "rare" if i % 50 == 0 else "common", f"S{i}", i, text, 80, vector)
+            for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+        ]
+        await conn.copy_records_to_table(
+            "document_chunks",
+            records=records,
+            columns=[
+                "tenant_id",
+                "document_id",
+                "department",
+                "section_title",
+                "chunk_index",
+                "content",
+                "token_count",
+                "embedding",
+            ],
+        )
+        await conn.execute(
+            "CREATE INDEX document_chunks_embedding ON document_chunks "
+            "USING hnsw (embedding vector_cosine_ops)"
+        )
         await conn.execute("ANALYZE document_chunks")
-        await conn.execute("INSERT INTO users (tenant_id, email, display_name, department_access) "
-                           "VALUES (1, 'bench@example.com', 'Bench', '{rare}')")
+        await conn.execute(
+            "INSERT INTO users (tenant_id, email, display_name, department_access) "
+            "VALUES (1, 'bench@example.com', 'Bench', '{rare}')"
+        )
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -91,7 +129,9 @@ async def measure(db: Database, rng: random.Random) -> dict[str, float]:
                 await conn.execute("SET LOCAL enable_indexscan = off")
                 truth = await conn.fetch(
                     "SELECT id FROM document_chunks WHERE department = 'rare' "
-                    "ORDER BY embedding <=> $1 LIMIT 10", vector)
+                    "ORDER BY embedding <=> $1 LIMIT 10",
+                    vector,
+                )
             exact.append((time.perf_counter() - started) * 1000)
             nearest = {r["id"] for r in truth}
             async with conn.transaction():
@@ -99,12 +139,16 @@ async def measure(db: Database, rng: random.Random) -> dict[str, float]:
                 by_meaning = await conn.fetch(
                     "SELECT id FROM (SELECT id, embedding <=> $1 AS d FROM document_chunks "
                     "WHERE department = 'rare' ORDER BY embedding <=> $1 LIMIT 40) n "
-                    "ORDER BY d LIMIT 10", vector)
+                    "ORDER BY d LIMIT 10",
+                    vector,
+                )
             recall.append(len(nearest & {r["id"] for r in by_meaning}) / 10)
             assert len(found.items) == 10
     return {
-        "hybrid_p50": statistics.median(hybrid), "hybrid_p95": percentile(hybrid, 0.95),
-        "exact_p50": statistics.median(exact), "exact_p95": percentile(exact, 0.95),
+        "hybrid_p50": statistics.median(hybrid),
+        "hybrid_p95": percentile(hybrid, 0.95),
+        "exact_p50": statistics.median(exact),
+        "exact_p95": percentile(exact, 0.95),
         "recall": statistics.mean(recall),
     }
 
@@ -120,8 +164,12 @@ async def run() -> dict[str, float]:
             conn = await asyncpg.connect(server.get_uri())
             await apply_migrations(conn, embedding_dimension=DIMENSION)
             await conn.close()
-            settings = load_settings(env_file=None, database_url=server.get_uri(),
-                                     deskmate_data_dir=tmp, embedding_dimension=DIMENSION)
+            settings = load_settings(
+                env_file=None,
+                database_url=server.get_uri(),
+                deskmate_data_dir=tmp,
+                embedding_dimension=DIMENSION,
+            )
             db = Database(settings)
             await db.start()
             try:
@@ -139,13 +187,19 @@ async def run() -> dict[str, float]:
 
 def main() -> None:
     results = asyncio.run(run())
-    print(f"retrieval over {CHUNKS:,} chunks ({DIMENSION} dims), reader of a department "
-          f"holding 2%, {QUERIES} questions")
+    print(
+        f"retrieval over {CHUNKS:,} chunks ({DIMENSION} dims), reader of a department "
+        f"holding 2%, {QUERIES} questions"
+    )
     print(f"  load + HNSW build:            {results['load_seconds']:.1f} s")
-    print(f"  hybrid search p50 / p95:      {results['hybrid_p50']:.1f} / "
-          f"{results['hybrid_p95']:.1f} ms")
-    print(f"  exact vector scan p50 / p95:  {results['exact_p50']:.1f} / "
-          f"{results['exact_p95']:.1f} ms")
+    print(
+        f"  hybrid search p50 / p95:      {results['hybrid_p50']:.1f} / "
+        f"{results['hybrid_p95']:.1f} ms"
+    )
+    print(
+        f"  exact vector scan p50 / p95:  {results['exact_p50']:.1f} / "
+        f"{results['exact_p95']:.1f} ms"
+    )
     print(f"  ratio hybrid / exact (p50):   {results['hybrid_p50'] / results['exact_p50']:.2f}")
     print(f"  HNSW recall@10 vs exact:      {results['recall']:.2f}")
     assert np.isfinite(results["hybrid_p50"])

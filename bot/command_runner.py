@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.commands import HELP_TEXT, Command, FindDocs, Forget, Help, ListMemories, Remember
+from bot.commands import (
+    HELP_TEXT,
+    Command,
+    FindDocs,
+    Forget,
+    Help,
+    ListAlerts,
+    ListMemories,
+    Remember,
+    ScheduleCommand,
+)
 from bot.offline import excerpt
+from bot.schedule_commands import run_schedule_command
 from bot.turns import Turn
 from storage.retrieval import ChunkHit
 
@@ -28,8 +39,10 @@ async def run_command(
         case Forget(target=target):
             forgotten = await service.memories.forget(tenant_id, user_id, target)
             if not forgotten:
-                return (f"I couldn't find a memory matching “{target}”. "
-                        "Say `memories` to see them with their numbers."), []  # fmt: skip
+                return (
+                    f"I couldn't find a memory matching “{target}”. "
+                    "Say `memories` to see them with their numbers."
+                ), []
             listed = "\n".join(f"• {m.content} (#{m.id})" for m in forgotten)
             return f"Forgotten:\n{listed}", []
         case ListMemories():
@@ -52,6 +65,37 @@ async def run_command(
                     f"[{number}] *{where}* ({chunk.department})\n> {excerpt(chunk.content, 240)}"
                 )
             return "\n\n".join(lines), chunks
+        case ListAlerts():
+            return await firing_alerts(service, turn), []
+        case ScheduleCommand(arguments=arguments):
+            if service.schedules is None:
+                return "Schedules are not available here.", []
+            reply = await run_schedule_command(
+                service.schedules,
+                arguments,
+                tenant=turn.message.tenant,
+                platform=turn.message.platform,
+                channel=turn.message.conversation_id,
+                requester=turn.user,
+            )
+            return reply, []
         case Help():
             return HELP_TEXT, []
     raise AssertionError(f"unhandled command {command!r}")
+
+
+async def firing_alerts(service: ConversationService, turn: Turn) -> str:
+    """The alerts firing now in the asker's organisation."""
+    if service.alerts is None:
+        return "Alerts are not available here."
+    firing = await service.alerts.history(turn.message.tenant, firing_only=True)
+    if not firing:
+        return "No alert is firing. ✅"
+    lines = ["Firing now:"]
+    for rule, instance in firing:
+        ack = f" — acknowledged by {instance.acknowledged_by}" if instance.acknowledged_by else ""
+        lines.append(
+            f"• **{rule.name}** ({rule.severity}) since "
+            f"{instance.started_at:%Y-%m-%d %H:%M} UTC, #{instance.id}{ack}"
+        )
+    return "\n".join(lines)

@@ -31,11 +31,21 @@ class FindDocs:
 
 
 @dataclass(frozen=True)
+class ListAlerts:
+    pass
+
+
+@dataclass(frozen=True)
+class ScheduleCommand:
+    arguments: str  # what followed "schedule", parsed by bot/schedule_commands.py
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
 
-Command = Remember | Forget | ListMemories | FindDocs | Help
+Command = Remember | Forget | ListMemories | FindDocs | ListAlerts | ScheduleCommand | Help
 
 _PREFIX = re.compile(r"^\s*(?:/deskmate\s+|@?deskmate[,:]?\s+)?", re.IGNORECASE)
 _REMEMBER = re.compile(r"^(?:please\s+)?remember(?:\s+that)?[\s:,]+(?P<fact>.+)$", re.I | re.S)
@@ -44,6 +54,8 @@ _LIST = re.compile(
     r"^(?:memories|my memories|list memories|what do you (?:know|remember) about me\??)$", re.I
 )
 _DOCS = re.compile(r"^docs?\s+(?P<query>.+)$", re.I | re.S)
+_ALERTS = re.compile(r"^(?:alerts|firing alerts|list alerts)$", re.I)
+_SCHEDULE = re.compile(r"^schedules?(?:\s+(?P<arguments>.*))?$", re.I | re.S)
 _HELP = re.compile(r"^(?:help|\?)$", re.I)
 
 HELP_TEXT = """Here is what I can do:
@@ -52,6 +64,8 @@ HELP_TEXT = """Here is what I can do:
 • `forget <text or #id>` — I drop a memory.
 • `memories` — what I know about you.
 • `docs <question>` — the passages I would cite, without an answer.
+• `alerts` — the alerts firing now.
+• `schedule list|add|pause|resume|delete|run-now …` — messages posted here on a schedule.
 In channels, I only quote documents the channel is cleared for, and never your memories."""
 
 
@@ -66,6 +80,10 @@ def parse_command(text: str) -> Command | None:
         return ListMemories()
     if match := _DOCS.match(body):
         return FindDocs(match["query"].strip())
+    if _ALERTS.match(body):
+        return ListAlerts()
+    if match := _SCHEDULE.match(body):
+        return ScheduleCommand((match["arguments"] or "list").strip())
     if _HELP.match(body):
         return Help()
     return None

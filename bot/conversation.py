@@ -13,15 +13,17 @@ import zoneinfo
 from collections.abc import Awaitable, Callable
 
 from bot import offline, prompts
+from bot.alerts.rules import AlertRules
 from bot.command_runner import run_command
 from bot.commands import Command, parse_command
 from bot.embeddings import Embedder
-from bot.errors import new_reference, report_error
+from bot.errors import DeskmateError, new_reference, report_error
 from bot.identity import resolve_user
 from bot.llm import Claude, Completion, LLMError
 from bot.memory import Memories
 from bot.messages import IncomingMessage, Reply, ReplyStatus, Source
 from bot.recording import record_turn
+from bot.schedules import Schedules
 from bot.settings import Settings
 from bot.tasks import Spawner
 from bot.turns import Retrieved, Turn
@@ -60,6 +62,8 @@ class ConversationService:
         claude: Claude | None = None,
         tasks: Spawner | None = None,
         clock: Clock = utc_now,
+        alerts: AlertRules | None = None,
+        schedules: Schedules | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -68,6 +72,8 @@ class ConversationService:
         self.tasks = tasks or Spawner()
         self.clock = clock
         self.memories = Memories(db, embedder)
+        self.alerts = alerts
+        self.schedules = schedules
 
     async def handle(
         self, message: IncomingMessage, on_delta: DeltaCallback | None = None
@@ -193,7 +199,10 @@ class ConversationService:
         return reply
 
     async def _command(self, turn: Turn, command: Command) -> Reply:
-        text, chunks = await run_command(self, turn, command)
+        try:
+            text, chunks = await run_command(self, turn, command)
+        except DeskmateError as exc:  # a command used wrongly: the error is the answer
+            text, chunks = str(exc), []
         sources = _sources(chunks, range(1, len(chunks) + 1))
         found = Retrieved(chunks, [], {})
         return await self._record(turn, text, ReplyStatus.COMMAND, sources, found, None)

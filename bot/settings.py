@@ -91,6 +91,17 @@ class Settings(BaseSettings):
 
     # Service
     scheduler_enabled: bool = True
+    # Scheduler (docs/scheduler.md): how often each replica looks for due schedules; how long
+    # a claimed run stays claimed before another replica may retry it (longer than one send
+    # takes, pacing included); attempts before a run is `failed`; runs delivered at once per
+    # replica; the retry backoff's first step and cap; when past sessions become episodes (UTC).
+    scheduler_tick_seconds: float = Field(default=5.0, gt=0, le=3600)
+    scheduler_lease_seconds: float = Field(default=120.0, ge=1, le=86400)
+    scheduler_max_attempts: int = Field(default=5, ge=1, le=100)
+    scheduler_concurrency: int = Field(default=8, ge=1, le=500)
+    scheduler_retry_base_seconds: float = Field(default=5.0, ge=0, le=3600)
+    scheduler_retry_max_seconds: float = Field(default=900.0, ge=0, le=86400)
+    scheduler_episodes_cron: str = "15 3 * * *"
     webchat_token: SecretStr | None = None
     log_level: str = "INFO"
 
@@ -128,6 +139,17 @@ class Settings(BaseSettings):
     def _known_timezone(cls, value: str) -> str:
         if not is_timezone(value):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)")
+        return value
+
+    @field_validator("scheduler_episodes_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from scheduler.slots import CronError, parse_cron
+
+        try:
+            parse_cron(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("log_level")

@@ -184,9 +184,7 @@ LIMIT $4
 """
 
 
-async def _enter_reader_role(
-    conn: asyncpg.Connection, reader: Reader, ef_search: int = 40
-) -> None:
+async def _enter_reader_role(conn: asyncpg.Connection, reader: Reader, ef_search: int = 40) -> None:
     """Inside a transaction: become deskmate_reader with this reader's rights in settings."""
     may_take_role = await conn.fetchval(
         _ENTER_READER, reader.tenant_id, reader.user_id, list(reader.public_departments),

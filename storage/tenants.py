@@ -38,3 +38,10 @@ async def ensure_tenant(conn: asyncpg.Connection, slug: str, name: str) -> Tenan
         name,
     )
     return Tenant(**dict(row))
+
+
+async def slug_of(conn: asyncpg.Connection, tenant_id: int) -> str:
+    slug = await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", tenant_id)
+    if slug is None:
+        raise NotFound(f"no tenant with id {tenant_id}")
+    return str(slug)

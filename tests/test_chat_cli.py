@@ -26,7 +26,7 @@ def demo_env(cli_env: dict[str, str]) -> dict[str, str]:
     seeded = deskmate(cli_env, "demo")
     assert seeded.returncode == 0, seeded.stderr
     assert seeded.stdout.startswith(
-        "demo organisation ready: 5 users, 3 web channels, 12 handbooks"
+        "demo organisation ready: 5 users, 4 web channels, 12 handbooks"
     )
     return cli_env
 

@@ -306,3 +306,86 @@ async def test_app_home_lists_memories(world: SlackWorld) -> None:
     view = world.slack.called("views.publish")[0].body["view"]
     text = str(view)
     assert view["type"] == "home" and "I manage the Berlin warehouse" in text
+
+
+async def test_acknowledge_button_on_an_alert(world: SlackWorld) -> None:
+    from storage.alerts import NewRule
+
+    rule = NewRule(
+        name="Any traffic",
+        metric_type="query_volume",
+        condition="gte",
+        threshold=0,
+        notification_channels=("slack:C-OPS",),
+    )
+    await world.runtime.alert_rules.add("default", rule)
+    await world.runtime.alert_evaluator.run_due()
+    alert = world.slack.called("chat.postMessage")[-1].body
+    button = alert["blocks"][-1]["elements"][0]
+    response_url = world.slack.url.replace("/api/", "/response_url/3")
+    response = await post_click(world.client, button["action_id"], button["value"], response_url)
+    assert response.status == 200
+    await world.settle()
+    async with world.db.pool.acquire() as conn:
+        acked = await conn.fetchval("SELECT acknowledged_by FROM alert_instances")
+    assert acked == "ana@example.com"
+    updated = world.slack.called("chat.update")[-1].body
+    assert "Acknowledged by ana@example.com" in updated["text"]
+    assert all(block["type"] != "actions" for block in updated["blocks"])  # button gone
+    assert world.slack.called("response_url:3")[0].body["text"].startswith("Acknowledged")
+
+
+async def test_slash_alerts_lists_what_is_firing(world: SlackWorld) -> None:
+    from storage.alerts import NewRule
+
+    response_url = world.slack.url.replace("/api/", "/response_url/5")
+    await post_command(world.client, "alerts", response_url)
+    await world.settle()
+    assert world.slack.called("response_url:5")[0].body["text"] == "No alert is firing. ✅"
+    rule = NewRule(
+        name="Any traffic",
+        metric_type="query_volume",
+        condition="gte",
+        threshold=0,
+        severity="critical",
+        notification_channels=("slack:C-OPS",),
+    )
+    await world.runtime.alert_rules.add("default", rule)
+    await world.runtime.alert_evaluator.run_due()
+    await post_command(world.client, "alerts", response_url)
+    await world.settle()
+    listed = world.slack.called("response_url:5")[1].body["text"]
+    assert listed.startswith("Firing now:\n• *Any traffic* (critical) since")
+
+
+async def test_slash_schedule_adds_and_lists_a_schedule_for_this_channel(
+    world: SlackWorld,
+) -> None:
+    response_url = world.slack.url.replace("/api/", "/response_url/8")
+    await post_command(
+        world.client,
+        'schedule add --cron "0 9 * * 1-5" --tz Europe/Paris --text "Stand-up in five minutes"',
+        response_url,
+    )
+    await world.settle()
+    added = world.slack.called("response_url:8")[0].body["text"]
+    assert added.startswith(
+        "Scheduled #1: text “Stand-up in five minutes”, cron '0 9 * * 1-5' Europe/Paris; next "
+    )
+    for command in ("schedule list", "schedule pause 1", "schedule frobnicate"):
+        await post_command(world.client, command, response_url)
+        await world.settle()
+    said = [c.body["text"] for c in world.slack.called("response_url:8")]
+    assert said[1].startswith("Schedules posting here:\n• #1 text “Stand-up in five minutes”")
+    assert said[2] == "Schedule #1 is now paused."
+    assert "Usage: `schedule list`" in said[3]
+    async with world.db.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT platform, channel, created_by, status FROM scheduled_messages"
+        )
+    assert dict(row) == {
+        "platform": "slack",
+        "channel": "C1",
+        "created_by": "ana@example.com",
+        "status": "paused",
+    }

@@ -275,3 +275,37 @@ async def test_a_command_in_a_channel_is_answered_in_a_personal_chat(
     assert "remember" in private.text
     assert note.conversation_id == f"{CHANNEL_ID};messageid=7001"
     assert note.text == "I've sent you that in our personal chat."
+
+
+async def test_a_real_alert_is_acknowledged_from_its_card(
+    service: Service, connector: FakeBotConnector
+) -> None:
+    from storage.alerts import NewRule
+
+    await seen(service, personal_message(connector.url, "hello"), connector)
+    rule = NewRule(
+        name="Any traffic",
+        metric_type="query_volume",
+        condition="gte",
+        threshold=0,
+        notification_channels=(f"teams:{PERSONAL_CHAT}",),
+    )
+    await service.runtime.alert_rules.add("default", rule)
+    await service.runtime.alert_evaluator.run_due()
+    [posted] = connector.messages
+    [ack] = [b["data"] for b in buttons(posted.cards)]
+    assert ack["kind"] == "alert.ack"
+    async with service.runtime.db.pool.acquire() as conn:
+        sent = await conn.fetchval("SELECT notifications_sent FROM alert_instances")
+    card_id = sent[0]["message_id"]
+    connector.calls.clear()
+
+    response = await service.post(card_click(connector.url, ack, card_id=card_id))
+    assert response.status == 200
+    await service.settle()
+    async with service.runtime.db.pool.acquire() as conn:
+        acknowledged_by = await conn.fetchval("SELECT acknowledged_by FROM alert_instances")
+    assert acknowledged_by is not None
+    updates = connector.of_kind("update")
+    assert updates and all(not buttons(u.cards) for u in updates)  # the button is gone
+    assert "Acknowledged by" in str(updates[-1].cards)

@@ -70,6 +70,7 @@ async def test_users_channels_and_mode(client: TestClient) -> None:
         ("#general", ["general"], True),
         ("#engineering", ["engineering"], False),
         ("#hr-team", ["hr"], False),
+        ("#ops", ["engineering"], False),
         ("#sales", ["sales"], False),
     ]
     info = await (await client.get("/webchat/api/info")).json()

@@ -75,17 +75,23 @@ async def test_a_retried_delivery_posts_once(client: TestClient) -> None:
 async def test_a_follow_up_goes_to_the_thread_and_a_new_channel_appears(
     client: TestClient,
 ) -> None:
-    first = await _sender(client).post(Target.parse("web:#ops"), ALERT)
+    first = await _sender(client).post(Target.parse("web:#incidents"), ALERT)
     resolved = Outbound(text="Resolved: error rate back to 1%.", title="✅ Resolved")
-    follow = await _sender(client).post(Target("web", "#ops", thread=first.thread), resolved)
+    thread = Target("web", "#incidents", thread=first.thread)
+    follow = await _sender(client).post(thread, resolved)
     channels = (await (await client.get("/webchat/api/channels")).json())["channels"]
-    assert {"id": "#ops", "name": "ops", "departments": [], "public": False} in channels
-    history = await client.get("/webchat/api/history", params={"user": ALEX, "channel": "ops"})
+    new = {"id": "#incidents", "name": "incidents", "departments": [], "public": False}
+    assert new in channels
+    history = await client.get(
+        "/webchat/api/history", params={"user": ALEX, "channel": "incidents"}
+    )
     posts = (await history.json())["posts"]
     assert posts[1]["reply_to"] == f"p{first.message_id}" and follow.thread == first.thread
     edited = Outbound(text="Resolved at 09:12.", title="✅ Resolved")
-    await _sender(client).update(Target("web", "#ops"), follow.message_id, edited)
-    history = await client.get("/webchat/api/history", params={"user": ALEX, "channel": "ops"})
+    await _sender(client).update(Target("web", "#incidents"), follow.message_id, edited)
+    history = await client.get(
+        "/webchat/api/history", params={"user": ALEX, "channel": "incidents"}
+    )
     assert (await history.json())["posts"][1]["reply_to"] == f"p{first.message_id}"  # kept
 
 

@@ -25,7 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from bot.cli import admin, docs, service, talk
+    from bot.cli import admin, alerts, docs, schedule, service, talk
 
     parser = Parser(
         prog="deskmate",
@@ -36,6 +36,8 @@ def build_parser() -> Parser:
     admin.register(commands)
     docs.register(commands)
     talk.register(commands)
+    schedule.register(commands)
+    alerts.register(commands)
     return parser
 
 
@@ -43,6 +45,13 @@ def add_tenant_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tenant", default="default", help="the organisation to act on (default: %(default)s)"
     )
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Rows as aligned columns; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from bot.cli import print_table
 from bot.directory import PLATFORMS, Directory, NewUser, parse_departments
 from bot.settings import Settings
 from storage.database import Database
@@ -145,7 +146,7 @@ async def users_list(args: argparse.Namespace, settings: Settings) -> int:
                 ids or "-",
             )
         )
-    _print_table(rows)
+    print_table(rows)
     if not entries:
         print("(no users yet: add one with 'deskmate users add EMAIL --departments …')")
     return 0
@@ -171,13 +172,5 @@ async def channels_list(args: argparse.Namespace, settings: Settings) -> int:
         clearances = await admin.list_channels(args.tenant, args.platform)
     rows = [("PLATFORM", "CHANNEL", "DEPARTMENT", "BY")]
     rows += [(c.platform, c.channel_id, c.department, c.created_by or "-") for c in clearances]
-    _print_table(rows)
+    print_table(rows)
     return 0
-
-
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )

@@ -1,0 +1,270 @@
+"""Scheduled messages: the schedules admins manage, and turning due slots into runs.
+
+Claiming and finishing runs lives in `storage/jobs.py`; this module owns the schedules and the
+tick's materialisation (`due_schedules` → `insert_runs` → `advance`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+
+_COLUMNS = """id, tenant_id, platform, channel, thread, kind, payload, run_at, cron, timezone,
+              status, next_run_at, last_error, created_by, created_at, updated_at"""
+
+
+@dataclass(frozen=True)
+class NewSchedule:
+    platform: str
+    channel: str
+    kind: str
+    payload: dict[str, Any]
+    created_by: str
+    run_at: dt.datetime | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    next_run_at: dt.datetime | None = None
+    thread: str | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: int
+    tenant_id: int
+    platform: str
+    channel: str
+    thread: str | None
+    kind: str
+    payload: dict[str, Any]
+    run_at: dt.datetime | None
+    cron: str | None
+    timezone: str
+    status: str
+    next_run_at: dt.datetime | None
+    last_error: str | None
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the audit log."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, dt.datetime):
+                data[key] = value.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class ScheduleSummary:
+    """A schedule with what its runs did, for `schedule list`."""
+
+    schedule: Schedule
+    sent: int
+    failed: int
+    open: int  # pending or claimed
+    last_slot: dt.datetime | None
+    last_status: str | None
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    id: int
+    tenant_id: int
+    run_at: dt.datetime | None
+    cron: str | None
+    timezone: str
+    next_run_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RunSlot:
+    """A run the tick materialises; `next_run_at` is the schedule's following slot."""
+
+    schedule_id: int
+    tenant_id: int
+    slot: dt.datetime
+    next_run_at: dt.datetime | None
+
+
+def _schedule(row: asyncpg.Record | None) -> Schedule | None:
+    return None if row is None else Schedule(**dict(row))
+
+
+async def db_now(conn: asyncpg.Connection) -> dt.datetime:
+    """The database clock: the one every replica agrees on."""
+    return await conn.fetchval("SELECT now()")
+
+
+async def create(conn: asyncpg.Connection, tenant_id: int, new: NewSchedule) -> Schedule:
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO scheduled_messages (tenant_id, platform, channel, thread, kind, payload,
+                                        run_at, cron, timezone, next_run_at, created_by)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        RETURNING {_COLUMNS}
+        """,
+        tenant_id, new.platform, new.channel, new.thread, new.kind, new.payload, new.run_at,
+        new.cron, new.timezone, new.next_run_at, new.created_by,
+    )  # fmt: skip
+    schedule = _schedule(row)
+    assert schedule is not None
+    return schedule
+
+
+async def get(
+    conn: asyncpg.Connection, tenant_id: int, schedule_id: int, *, lock: bool = False
+) -> Schedule | None:
+    """One schedule of the tenant (deleted ones too); `lock` holds its row for an update."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM scheduled_messages WHERE tenant_id = $1 AND id = $2"
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        schedule_id,
+    )
+    return _schedule(row)
+
+
+async def find_same(conn: asyncpg.Connection, tenant_id: int, new: NewSchedule) -> Schedule | None:
+    """A live schedule with the same target, kind, payload and timing (idempotent seeding)."""
+    row = await conn.fetchrow(
+        f"""
+        SELECT {_COLUMNS} FROM scheduled_messages
+        WHERE tenant_id = $1 AND platform = $2 AND channel = $3 AND kind = $4 AND payload = $5
+          AND cron IS NOT DISTINCT FROM $6 AND run_at IS NOT DISTINCT FROM $7
+          AND status <> 'deleted'
+        ORDER BY id LIMIT 1
+        """,
+        tenant_id, new.platform, new.channel, new.kind, new.payload, new.cron, new.run_at,
+    )  # fmt: skip
+    return _schedule(row)
+
+
+async def list_summaries(
+    conn: asyncpg.Connection, tenant_id: int, *, include_deleted: bool = False
+) -> list[ScheduleSummary]:
+    rows = await conn.fetch(
+        f"""
+        SELECT {", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))},
+               count(r.id) FILTER (WHERE r.status = 'sent') AS sent,
+               count(r.id) FILTER (WHERE r.status = 'failed') AS failed,
+               count(r.id) FILTER (WHERE r.status IN ('pending', 'claimed')) AS open,
+               last.slot AS last_slot, last.status AS last_status
+        FROM scheduled_messages m
+        LEFT JOIN scheduled_runs r ON r.schedule_id = m.id
+        LEFT JOIN LATERAL (
+            SELECT slot, status FROM scheduled_runs
+            WHERE schedule_id = m.id ORDER BY slot DESC LIMIT 1
+        ) last ON true
+        WHERE m.tenant_id = $1 AND ($2 OR m.status <> 'deleted')
+        GROUP BY m.id, last.slot, last.status
+        ORDER BY m.id
+        """,
+        tenant_id,
+        include_deleted,
+    )
+    summaries = []
+    for row in rows:
+        data = dict(row)
+        counts = {k: data.pop(k) for k in ("sent", "failed", "open", "last_slot", "last_status")}
+        summaries.append(ScheduleSummary(Schedule(**data), **counts))
+    return summaries
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    schedule_id: int,
+    status: str,
+    next_run_at: dt.datetime | None,
+) -> Schedule | None:
+    """Pause, resume or delete; a status change also clears the last error."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE scheduled_messages
+        SET status = $3, next_run_at = $4, last_error = NULL, updated_at = now()
+        WHERE tenant_id = $1 AND id = $2
+        RETURNING {_COLUMNS}
+        """,
+        tenant_id,
+        schedule_id,
+        status,
+        next_run_at,
+    )
+    return _schedule(row)
+
+
+async def drop_pending_runs(conn: asyncpg.Connection, schedule_id: int) -> int:
+    """Forget runs nobody has started (a paused or deleted schedule sends nothing more);
+    claimed runs are already being delivered and are left to finish."""
+    result = await conn.execute(
+        "DELETE FROM scheduled_runs WHERE schedule_id = $1 AND status = 'pending' AND NOT manual",
+        schedule_id,
+    )
+    return int(result.split()[-1])
+
+
+async def due_schedules(conn: asyncpg.Connection, limit: int) -> list[DueSchedule]:
+    """Active schedules whose next slot has come, locked for this transaction.
+
+    SKIP LOCKED: replicas ticking at the same moment split the due schedules between them
+    instead of queueing on each other's rows."""
+    rows = await conn.fetch(
+        """
+        SELECT id, tenant_id, run_at, cron, timezone, next_run_at FROM scheduled_messages
+        WHERE status = 'active' AND next_run_at <= now()
+        ORDER BY next_run_at, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+        """,
+        limit,
+    )
+    return [DueSchedule(**dict(r)) for r in rows]
+
+
+async def insert_runs(conn: asyncpg.Connection, slots: list[RunSlot]) -> int:
+    """Materialise runs and move each schedule to its next slot; returns the runs created.
+
+    ON CONFLICT DO NOTHING: a slot that already has its run (another replica, an earlier tick
+    that crashed before advancing the schedule) keeps the one it has."""
+    if not slots:
+        return 0
+    created = await conn.fetchval(
+        """
+        WITH new AS (
+            INSERT INTO scheduled_runs (tenant_id, schedule_id, slot)
+            SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
+            ON CONFLICT (schedule_id, slot) DO NOTHING
+            RETURNING 1
+        )
+        SELECT count(*) FROM new
+        """,
+        [s.tenant_id for s in slots],
+        [s.schedule_id for s in slots],
+        [s.slot for s in slots],
+    )
+    await conn.execute(
+        """
+        UPDATE scheduled_messages m SET next_run_at = n.next_run_at, updated_at = now()
+        FROM unnest($1::bigint[], $2::timestamptz[]) AS n (id, next_run_at)
+        WHERE m.id = n.id
+        """,
+        [s.schedule_id for s in slots],
+        [s.next_run_at for s in slots],
+    )
+    return int(created)
+
+
+async def fail_schedules(conn: asyncpg.Connection, failures: list[tuple[int, str]]) -> None:
+    """Stop schedules that cannot run, with the reason (one bad row must not block a tick)."""
+    if failures:
+        await conn.executemany(
+            """
+            UPDATE scheduled_messages SET status = 'failed', last_error = $2, updated_at = now()
+            WHERE id = $1
+            """,
+            failures,
+        )
