@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import UsageError
+from bot.recording import completion_record
 from storage import digests, measurements
 from storage.database import Database
 
@@ -142,14 +143,7 @@ async def write(db: Database, claude: Claude | None, tenant_id: int, data: Diges
         logger.warning("digest: Claude did not answer (%s); posting the extract", exc)
         return facts + "\n\n_(Written without the language model, which did not answer.)_"
     async with db.pool.acquire() as conn:
-        await measurements.log_llm_call(conn, measurements.LLMCallRecord(
-            tenant_id=tenant_id, purpose="digest", model=completion.model, status="ok",
-            attempts=completion.attempts, input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cache_read_tokens=completion.usage.cache_read_tokens,
-            cache_write_tokens=completion.usage.cache_write_tokens,
-            latency_ms=completion.latency_ms, cost_usd=completion.cost_usd,
-        ))  # fmt: skip
+        await measurements.log_llm_call(conn, completion_record(tenant_id, "digest", completion))
     return completion.text.strip() or facts
 
 

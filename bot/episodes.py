@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bot.embeddings import Embedder
 from bot.llm import Claude, Completion
+from bot.recording import completion_record
 from storage import digests, measurements, sessions
 from storage import memories as store
 from storage.database import Database
@@ -103,15 +104,9 @@ class Episodes:
 
     async def _measure(self, tenant_id: int, completion: Completion) -> None:
         async with self.db.pool.acquire() as conn:
-            await measurements.log_llm_call(conn, measurements.LLMCallRecord(
-                tenant_id=tenant_id, purpose="episode_summary", model=completion.model,
-                status="ok", attempts=completion.attempts,
-                input_tokens=completion.usage.input_tokens,
-                output_tokens=completion.usage.output_tokens,
-                cache_read_tokens=completion.usage.cache_read_tokens,
-                cache_write_tokens=completion.usage.cache_write_tokens,
-                latency_ms=completion.latency_ms, cost_usd=completion.cost_usd,
-            ))  # fmt: skip
+            await measurements.log_llm_call(
+                conn, completion_record(tenant_id, "episode_summary", completion)
+            )
 
 
 def _quote(text: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from bot.commands import memory_id
 from bot.embeddings import Embedder
 from bot.llm import Claude
+from bot.recording import completion_record
 from storage import measurements
 from storage import memories as store
 from storage.database import Database
@@ -130,17 +131,8 @@ class Memories:
         result = await self._apply(tenant_id, user_id, operations, allowed)
         async with self.db.pool.acquire() as conn:
             await measurements.log_llm_call(
-                conn,
-                measurements.LLMCallRecord(
-                    tenant_id=tenant_id, purpose="memory_extraction", model=completion.model,
-                    status="ok", attempts=completion.attempts,
-                    input_tokens=completion.usage.input_tokens,
-                    output_tokens=completion.usage.output_tokens,
-                    cache_read_tokens=completion.usage.cache_read_tokens,
-                    cache_write_tokens=completion.usage.cache_write_tokens,
-                    latency_ms=completion.latency_ms, cost_usd=completion.cost_usd,
-                ),
-            )  # fmt: skip
+                conn, completion_record(tenant_id, "memory_extraction", completion)
+            )
         return result
 
     async def _apply(

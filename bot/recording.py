@@ -95,9 +95,16 @@ def _llm_call(
             tenant_id=turn.tenant_id, query_id=query_id, purpose="answer", model=model,
             status="error", error_type=error.error_type, attempts=error.attempts,
         )  # fmt: skip
+    return completion_record(turn.tenant_id, "answer", completion, query_id=query_id)
+
+
+def completion_record(
+    tenant_id: int, purpose: str, completion: Completion, *, query_id: int | None = None
+) -> measurements.LLMCallRecord:
+    """The `llm_call_metrics` row of a successful Claude call (answer, extraction, digest…)."""
     usage = completion.usage
     return measurements.LLMCallRecord(
-        tenant_id=turn.tenant_id, query_id=query_id, purpose="answer", model=completion.model,
+        tenant_id=tenant_id, query_id=query_id, purpose=purpose, model=completion.model,
         status="ok", attempts=completion.attempts, input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens, cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens, latency_ms=completion.latency_ms,
