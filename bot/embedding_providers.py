@@ -9,10 +9,8 @@ Import these through `bot.embeddings`; `create_embedder` picks one from the sett
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
@@ -22,6 +20,7 @@ from pydantic import SecretStr
 from yarl import URL
 
 from bot.embeddings import EmbeddingError, unit_vector
+from bot.retry import retry_after_seconds
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -111,7 +110,7 @@ class _HttpEmbedder:
                     if not _worth_retrying(response.status):
                         raise self._error(await self._refusal(response))
                     problem = f"HTTP {response.status}"
-                    wait = _retry_after(response.headers.get("Retry-After"))
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
             except TimeoutError:
                 problem = f"no answer within {self.timeout:g} s"
             except ValueError as exc:  # aiohttp's verdict on the URL or headers: a setting is wrong
@@ -264,21 +263,6 @@ def _endpoint(base_url: str) -> str:
 
 def _worth_retrying(status: int) -> bool:
     return status in (408, 429) or status >= 500
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds the server asked us to wait (delta-seconds or an HTTP date), if it said."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
 
 
 async def _error_detail(response: aiohttp.ClientResponse) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import anthropic
 
 from bot.errors import DeskmateError
+from bot.retry import retry_after_seconds
 from bot.settings import Settings
 
 DeltaCallback = Callable[[str], Awaitable[None]]
@@ -98,11 +99,9 @@ def _is_transient(exc: Exception) -> bool:
 
 def _retry_after(exc: Exception) -> float | None:
     response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(
+        response.headers.get("retry-after") if response is not None else None
+    )
 
 
 class Claude:

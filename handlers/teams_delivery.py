@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
 import logging
 import random
 import time
@@ -21,6 +20,7 @@ from microsoft_agents.activity import Activity, ActivityTypes, ResourceResponse
 from microsoft_agents.hosting.core import TurnContext
 
 from bot.outbound import DeliveryError
+from bot.retry import retry_after_seconds
 from handlers.teams_activities import split_conversation_id
 
 logger = logging.getLogger("deskmate.teams")
@@ -67,21 +67,6 @@ class ConversationPacer:
         for key in [k for k, v in self._sent.items() if not v or v[-1] < horizon]:
             self._sent.pop(key, None)
             self._locks.pop(key, None)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def retry_delay(attempt: int, retry_after: str | None = None) -> float:
