@@ -11,6 +11,7 @@ import logging
 import time
 import zoneinfo
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from bot import offline, prompts
 from bot.alerts.rules import AlertRules
@@ -31,6 +32,7 @@ from storage import retrieval, sessions
 from storage.database import Database
 from storage.memories import Memory, touch
 from storage.retrieval import ChunkHit
+from storage.schedules import Schedule
 
 logger = logging.getLogger("deskmate.conversation")
 
@@ -48,6 +50,13 @@ APOLOGY = (
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Home:
+    memories: list[Memory]
+    schedules: list[Schedule]
+    firing_alerts: list[tuple[str, str]]  # rule name, severity
 
 
 class ConversationService:
@@ -93,10 +102,19 @@ class ConversationService:
             await on_delta(reply.text)
         return reply
 
-    async def memories_of(self, message: IncomingMessage) -> list[Memory]:
-        """What deskmate remembers about the sender (for App Home and similar views)."""
+    async def home_of(self, message: IncomingMessage) -> Home:
+        """A person's overview: their memories, the schedules they made, the firing alerts."""
         tenant_id, user = await resolve_user(self.db, message, self.settings.default_timezone)
-        return await self.memories.listing(tenant_id, user.id)
+        memories = await self.memories.listing(tenant_id, user.id)
+        schedules = []
+        if self.schedules is not None:
+            schedules = [
+                summary.schedule
+                for summary in await self.schedules.listing(message.tenant)
+                if summary.schedule.created_by == user.email
+            ]
+        alerts = await self.alerts.history(message.tenant, firing_only=True) if self.alerts else []
+        return Home(memories, schedules, [(rule.name, rule.severity) for rule, _ in alerts])
 
     async def _begin(self, message: IncomingMessage) -> Turn:
         tenant_id, user = await resolve_user(self.db, message, self.settings.default_timezone)

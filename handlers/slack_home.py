@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.memories import Memory
+from bot.conversation import Home
+from bot.schedules import describe_what, describe_when
 
 MAX_LISTED = 20
 
 
-def home_view(memories: list[Memory]) -> dict[str, Any]:
-    """A `home` view for views.publish."""
+def home_view(home: Home) -> dict[str, Any]:
+    """A `home` view for views.publish: memories, your schedules, the alerts firing now."""
+    memories = home.memories
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "deskmate"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": (
@@ -27,4 +29,35 @@ def home_view(memories: list[Memory]) -> dict[str, Any]:
     else:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text":
                        "Nothing yet. Tell me with `remember …` in a DM."}})  # fmt: skip
+    blocks += _schedules(home) + _alerts(home)
     return {"type": "home", "blocks": blocks}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _schedules(home: Home) -> list[dict[str, Any]]:
+    lines = [
+        f"• #{s.id} {describe_what(s)}, {describe_when(s)} in `{s.platform}:{s.channel}` "
+        f"— {s.status}"
+        for s in home.schedules[:MAX_LISTED]
+    ]
+    return [
+        {"type": "divider"},
+        {"type": "header", "text": {"type": "plain_text", "text": "Your schedules"}},
+        _section(
+            "\n".join(lines)
+            if lines
+            else "None. Add one in a channel: `/deskmate schedule add --cron …`"
+        ),
+    ]
+
+
+def _alerts(home: Home) -> list[dict[str, Any]]:
+    lines = [f"• *{name}* ({severity})" for name, severity in home.firing_alerts[:MAX_LISTED]]
+    return [
+        {"type": "divider"},
+        {"type": "header", "text": {"type": "plain_text", "text": "Alerts firing now"}},
+        _section("\n".join(lines) if lines else "None. ✅"),
+    ]

@@ -138,5 +138,5 @@ class SlackWork:
         """App Home: the person's memories (schedules and alerts join as they exist)."""
         message = SlackMessage(team_id, "", user_id, "memories", "home", None, is_direct=True)
         incoming = await self._incoming(message, client)
-        memories = await self.runtime.conversation.memories_of(incoming)
-        await client.views_publish(user_id=user_id, view=home_view(memories))
+        home = await self.runtime.conversation.home_of(incoming)
+        await client.views_publish(user_id=user_id, view=home_view(home))

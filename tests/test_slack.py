@@ -306,6 +306,7 @@ async def test_app_home_lists_memories(world: SlackWorld) -> None:
     view = world.slack.called("views.publish")[0].body["view"]
     text = str(view)
     assert view["type"] == "home" and "I manage the Berlin warehouse" in text
+    assert "Your schedules" in text and "Alerts firing now" in text
 
 
 async def test_acknowledge_button_on_an_alert(world: SlackWorld) -> None:
