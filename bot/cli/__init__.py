@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # APScheduler logs every job run at INFO: every few seconds, nothing an operator needs.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     command: Command = args.handler
     try:
         return asyncio.run(command(args, settings))
