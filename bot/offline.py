@@ -13,8 +13,23 @@ EXCERPT_CHARS = 500
 QUOTED = 3  # passages quoted in an offline reply
 
 
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _readable_line(line: str) -> str:
+    """A Markdown table row as "cell · cell;", so a quoted table still reads in one line."""
+    if _TABLE_RULE.match(line):
+        return ""
+    if line.strip().startswith("|"):
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        return " · ".join(cell for cell in cells if cell) + ";"
+    return line
+
+
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """The passage cut at a sentence or word boundary near `limit` characters."""
+    """The passage on one line (tables as "cell · cell;" rows), cut at a sentence or word
+    boundary near `limit` characters."""
+    text = "\n".join(_readable_line(line) for line in text.splitlines())
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) <= limit:
         return text

@@ -89,3 +89,10 @@ def test_conversation_merges_repeated_roles_and_starts_with_the_user() -> None:
 def test_cited_numbers() -> None:
     answer = "Ask the VP [2]. Bands apply [1][2], see also [1, 3] and [9]."
     assert cited_numbers(answer, 3) == [2, 1, 3]
+
+
+def test_offline_quotes_read_tables_as_rows() -> None:
+    from bot.offline import excerpt
+
+    table = "Bands:\n\n| Deal size | Max |\n|:---|---:|\n| Under 10k | 10% |\n| 10k–50k | 15% |"
+    assert excerpt(table) == "Bands: Deal size · Max; Under 10k · 10%; 10k–50k · 15%;"
