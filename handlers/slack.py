@@ -118,7 +118,11 @@ def install(app: web.Application, runtime: Runtime) -> None:
         runtime.senders.register(SlackSender(client))
 
     async def slack_events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        try:
+            bolt_request = await to_bolt_request(request)  # parses the body
+        except ValueError:
+            return web.json_response({"error": "malformed Slack payload"}, status=400)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     app.router.add_post("/slack/events", slack_events)
     if settings.slack_app_token is not None:

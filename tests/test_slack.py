@@ -390,3 +390,23 @@ async def test_slash_schedule_adds_and_lists_a_schedule_for_this_channel(
         "created_by": "ana@example.com",
         "status": "paused",
     }
+
+
+async def test_malformed_and_oversized_payloads_get_a_4xx_and_store_nothing(
+    world: SlackWorld,
+) -> None:
+    from tests.slack_helpers import sign
+
+    garbage = "{not json"
+    malformed = await world.client.post(
+        "/slack/events", data=garbage, headers={"Content-Type": "application/json", **sign(garbage)}
+    )
+    huge = "x" * (2 * 1024 * 1024)
+    oversized = await world.client.post(
+        "/slack/events", data=huge, headers={"Content-Type": "application/json", **sign(huge)}
+    )
+    await world.settle()
+    assert 400 <= malformed.status < 500
+    assert oversized.status == 413
+    for table in ("chat_sessions", "session_messages", "processed_events"):
+        assert await world.count(table) == 0

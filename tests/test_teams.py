@@ -254,3 +254,12 @@ async def test_an_unknown_person_is_matched_by_upn(
     await service.post(personal_message(connector.url, "again", activity_id="1002"))
     await service.settle()
     assert len(connector.of_kind("member")) == 1
+
+
+async def test_a_malformed_activity_gets_a_4xx_and_stores_nothing(service: Service) -> None:
+    response = await service.client.post(
+        "/api/messages", data="{not json", headers={"Content-Type": "application/json"}
+    )
+    assert 400 <= response.status < 500
+    async with service.runtime.db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM session_messages") == 0
