@@ -19,7 +19,7 @@ from bot.digest import parse_scope
 from bot.directory import PLATFORMS, check_email
 from bot.errors import NotFound, UsageError
 from scheduler.slots import CronError, next_slot, parse_cron, zone
-from storage import audit, jobs, schedules, tenants, users
+from storage import audit, channels, jobs, schedules, tenants, users
 from storage.database import Database
 from storage.schedules import NewSchedule, Schedule
 
@@ -186,13 +186,9 @@ class Schedules:
             raise UsageError(
                 f"only the head of {department} or a super user may schedule its digest"
             )
-        cleared = await conn.fetchval(
-            """
-            SELECT EXISTS (SELECT 1 FROM channel_clearances WHERE tenant_id = $1
-                           AND platform = $2 AND channel_id = $3 AND department = $4)
-            """,
-            tenant_id, platform, channel, department,
-        )  # fmt: skip
+        cleared = department in await channels.departments_for_channel(
+            conn, tenant_id, platform, channel
+        )
         if not cleared:
             raise UsageError(f"{platform} channel {channel} is not cleared for {department}: "
                              "clear it with 'deskmate channels map' first")  # fmt: skip
