@@ -12,6 +12,7 @@ COPY bot ./bot
 COPY handlers ./handlers
 COPY storage ./storage
 COPY scheduler ./scheduler
+COPY deskmate ./deskmate
 RUN pip install . \
     && useradd --create-home --uid 10001 deskmate \
     && mkdir -p /data && chown deskmate /data

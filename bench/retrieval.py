@@ -170,7 +170,7 @@ async def run() -> dict[str, float]:
                 deskmate_data_dir=tmp,
                 embedding_dimension=DIMENSION,
             )
-            db = Database(settings)
+            db = Database(settings.database)
             await db.start()
             try:
                 rng = random.Random(7)

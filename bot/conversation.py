@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bot import offline, prompts
 from bot.alerts.rules import AlertRules
-from bot.command_runner import run_command
+from bot.command_replies import CommandTools, run_command
 from bot.commands import Command, parse_command
 from bot.embeddings import Embedder
 from bot.errors import DeskmateError, new_reference, report_error
@@ -23,10 +23,10 @@ from bot.identity import resolve_user
 from bot.llm import Claude, Completion, LLMError
 from bot.memory import Memories
 from bot.messages import IncomingMessage, Reply, ReplyStatus, Source
-from bot.recording import record_turn
 from bot.schedules import Schedules
 from bot.settings import Settings
-from bot.tasks import Spawner
+from bot.spawner import Spawner
+from bot.turn_records import record_turn
 from bot.turns import Retrieved, Turn
 from storage import retrieval, sessions
 from storage.database import Database
@@ -83,6 +83,7 @@ class ConversationService:
         self.memories = Memories(db, embedder)
         self.alerts = alerts
         self.schedules = schedules
+        self.commands = CommandTools(self.memories, self.retrieve, schedules, alerts)
 
     async def handle(
         self, message: IncomingMessage, on_delta: DeltaCallback | None = None
@@ -218,7 +219,7 @@ class ConversationService:
 
     async def _command(self, turn: Turn, command: Command) -> Reply:
         try:
-            text, chunks = await run_command(self, turn, command)
+            text, chunks = await run_command(self.commands, turn, command)
         except DeskmateError as exc:  # a command used wrongly: the error is the answer
             text, chunks = str(exc), []
         sources = _sources(chunks, range(1, len(chunks) + 1))
@@ -247,8 +248,9 @@ class ConversationService:
         error: LLMError | None = None,
         reference: str | None = None,
     ) -> Reply:
-        message_id = await record_turn(self, turn, text, status, sources, found, completion,
-                                       error=error, reference=reference)  # fmt: skip
+        model = self.claude.model if self.claude else "unknown"
+        message_id = await record_turn(self.db, model, turn, text, status, sources, found,
+                                       completion, error=error, reference=reference)  # fmt: skip
         return Reply(
             text=text, status=status, sources=sources, reference=reference,
             session_id=turn.session_id, message_id=message_id,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import UsageError
-from bot.recording import completion_record
+from bot.llm_calls import completion_record
 from storage import digests, measurements
 from storage.database import Database
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot import tenancy
 from bot.errors import NotFound, UsageError
 from bot.settings import is_timezone
-from storage import audit, channels, tenants, users
+from storage import audit, channels, users
 from storage.database import Database
 
 DEPARTMENT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -77,8 +78,8 @@ class Directory:
             )
         # A department head reads their own department.
         access = list(dict.fromkeys([*new.departments, *new.head_of]))
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             before = await users.get_by_email(conn, tenant_id, email)
             user = await users.upsert(
                 conn,
@@ -110,8 +111,8 @@ class Directory:
 
     async def set_active(self, tenant: str, email: str, active: bool) -> users.User:
         email = check_email(email)
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             before = await users.get_by_email(conn, tenant_id, email)
             user = await users.set_active(conn, tenant_id, email, active)
             if before is None or user is None:
@@ -129,8 +130,8 @@ class Directory:
         return user
 
     async def list_users(self, tenant: str) -> list[DirectoryEntry]:
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             return [
                 DirectoryEntry(user, await users.identities_of(conn, user.id))
                 for user in await users.list_users(conn, tenant_id)
@@ -148,8 +149,8 @@ class Directory:
         if not channel_id.strip():
             raise UsageError("the channel id is empty")
         clearance = channels.Clearance(platform, channel_id.strip(), department, self.actor)
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             added = await channels.add_clearance(conn, tenant_id, clearance)
             if added:
                 await audit.record(
@@ -167,8 +168,8 @@ class Directory:
     async def list_channels(self, tenant: str, platform: str | None) -> list[channels.Clearance]:
         if platform is not None:
             check_platform(platform)
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             return await channels.list_clearances(conn, tenant_id, platform)
 
 

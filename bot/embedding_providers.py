@@ -3,7 +3,7 @@
 Both share one request loop (`_HttpEmbedder`): batches of at most `batch_size` texts, retries
 with backoff on 429, 5xx and connection errors, and a strict check of the answer, so a model of
 the wrong size fails loudly instead of filling the index with unusable vectors.
-Import these through `bot.embeddings`; `create_embedder` picks one from the settings.
+`bot.embedders.create_embedder` picks one from the settings.
 """
 
 from __future__ import annotations

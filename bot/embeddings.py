@@ -1,10 +1,10 @@
-"""Text embeddings behind one async interface, with providers chosen by EMBEDDING_PROVIDER.
+"""Text embeddings behind one async interface: the interface, `hash` and `local`.
 
 `hash` (the default) needs no network and no model: deterministic feature hashing of word
 unigrams, word bigrams and character trigrams, L2-normalised. It finds passages that share words
 with the question; the other providers also find passages that share meaning: `local`
-(sentence-transformers, below) and the HTTP ones, `VoyageEmbedder` and `OpenAICompatibleEmbedder`,
-which live in `bot.embedding_providers` and can be imported from here as well.
+(sentence-transformers, below) and the HTTP ones in `bot.embedding_providers`. `bot.embedders`
+picks one from the settings.
 """
 
 from __future__ import annotations
@@ -15,25 +15,17 @@ import importlib.util
 import itertools
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from pydantic import SecretStr
 
 from bot.errors import DeskmateError
-from bot.settings import EmbeddingProvider, Settings
-
-if TYPE_CHECKING:
-    from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
 
 __all__ = [
     "Embedder",
     "EmbeddingError",
     "HashEmbedder",
     "LocalEmbedder",
-    "OpenAICompatibleEmbedder",
-    "VoyageEmbedder",
-    "create_embedder",
 ]
 
 _WORD = re.compile(r"[\w']+", re.UNICODE)
@@ -217,39 +209,6 @@ class LocalEmbedder:
         return model
 
 
-def create_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings ask for, or EmbeddingError naming the setting that is missing."""
-    provider = settings.embedding_provider
-    dimension = settings.embedding_dimension
-    if provider is EmbeddingProvider.HASH:
-        return HashEmbedder(dimension)
-    # Imported here, not at the top: that module imports this one, and the default needs none of it.
-    from bot import embedding_providers as providers
-
-    model, base_url = settings.embedding_model, settings.embedding_base_url
-    if provider is EmbeddingProvider.VOYAGE:
-        key = _present(settings.voyage_api_key)
-        if key is None:
-            raise EmbeddingError("EMBEDDING_PROVIDER=voyage needs VOYAGE_API_KEY to be set")
-        return providers.VoyageEmbedder(
-            dimension=dimension, api_key=key, model=model, base_url=base_url
-        )
-    if provider is EmbeddingProvider.OPENAI:
-        key = _present(settings.openai_api_key)
-        # Without a base URL we would call api.openai.com, which is pointless without a key.
-        if base_url is None and key is None:
-            raise EmbeddingError(
-                "EMBEDDING_PROVIDER=openai needs EMBEDDING_BASE_URL (an OpenAI-compatible "
-                "server) or OPENAI_API_KEY (for api.openai.com)"
-            )
-        return providers.OpenAICompatibleEmbedder(
-            dimension=dimension, api_key=key, model=model, base_url=base_url
-        )
-    if provider is EmbeddingProvider.LOCAL:
-        return LocalEmbedder(dimension=dimension, model=model)
-    raise EmbeddingError(f"embedding provider {provider.value!r} is not available")
-
-
 def _installed(package: str) -> bool:
     try:
         return importlib.util.find_spec(package) is not None
@@ -266,19 +225,3 @@ def _missing_extra() -> EmbeddingError:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _present(secret: SecretStr | None) -> SecretStr | None:
-    # `VOYAGE_API_KEY=` in a .env file arrives as an empty secret; that is no key at all.
-    return secret if secret is not None and secret.get_secret_value() else None
-
-
-def __getattr__(name: str) -> object:
-    # The provider classes live in bot.embedding_providers, which imports this module; loading
-    # them on first access (PEP 562) lets `from bot.embeddings import VoyageEmbedder` work
-    # without an import cycle.
-    if name in {"VoyageEmbedder", "OpenAICompatibleEmbedder"}:
-        from bot import embedding_providers
-
-        return getattr(embedding_providers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

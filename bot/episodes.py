@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.embeddings import Embedder
 from bot.llm import Claude, Completion
-from bot.recording import completion_record
+from bot.llm_calls import completion_record
 from storage import digests, measurements, sessions
 from storage import memories as store
 from storage.database import Database

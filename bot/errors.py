@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import secrets
 
+from storage import errors as storage
+
 logger = logging.getLogger("deskmate.errors")
 
 
@@ -44,6 +46,16 @@ class DatabaseUnavailable(DeskmateError):
 
 class SchemaMismatch(DeskmateError):
     """The database was created for something this build cannot serve (e.g. embedding size)."""
+
+
+def from_storage(exc: storage.StorageError) -> DeskmateError:
+    """Storage's own error as deskmate's: same sentence, the HTTP status and exit code of ours."""
+    translated: type[DeskmateError] = {
+        storage.DatabaseUnavailable: DatabaseUnavailable,
+        storage.SchemaMismatch: SchemaMismatch,
+        storage.UnknownTenant: NotFound,
+    }.get(type(exc), DeskmateError)
+    return translated(str(exc))
 
 
 def new_reference() -> str:

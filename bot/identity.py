@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+from bot import tenancy
 from bot.errors import NotFound
 from bot.messages import IncomingMessage
-from storage import tenants, users
+from storage import users
 from storage.tenants import DEFAULT_TENANT
 from storage.users import Identity
 
@@ -28,8 +29,8 @@ async def resolve_user(
 
     Known identity → its user. Otherwise a user with the platform's email is linked to this
     identity; failing that, a new user with public access only is created and linked."""
+    tenant_id = await tenancy.tenant_id(db, message.tenant)
     async with db.transaction() as conn:
-        tenant_id = (await tenants.get_tenant(conn, message.tenant)).id
         if message.trusted_email:
             user = await users.get_by_email(conn, tenant_id, message.trusted_email)
             if user is None:
@@ -52,6 +53,6 @@ async def resolve_user(
 
 async def is_known(db: Database, tenant: str, identity: Identity) -> bool:
     """Whether a platform identity already maps to a directory user (no platform lookup needed)."""
+    tenant_id = await tenancy.tenant_id(db, tenant)
     async with db.pool.acquire() as conn:
-        tenant_id = (await tenants.get_tenant(conn, tenant)).id
         return await users.find_by_identity(conn, tenant_id, identity) is not None

@@ -6,6 +6,7 @@ import re
 import secrets
 from typing import Any
 
+from bot import tenancy
 from storage import slack, tenants
 from storage.database import Database
 
@@ -40,8 +41,8 @@ class SlackInstallations:
         return found.data if found else None
 
     async def find_for_tenant(self, tenant: str) -> dict[str, Any] | None:
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             found = await slack.find_by_tenant(conn, tenant_id)
         return found.data if found else None
 

@@ -10,7 +10,7 @@ from typing import Any
 from bot.commands import memory_id
 from bot.embeddings import Embedder
 from bot.llm import Claude
-from bot.recording import completion_record
+from bot.llm_calls import completion_record
 from storage import measurements
 from storage import memories as store
 from storage.database import Database

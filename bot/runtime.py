@@ -1,28 +1,27 @@
-"""The service's parts and their lifecycle: started in a known order, stopped in reverse."""
+"""The core's parts and their lifecycle: database, models, conversation service, background
+work; started in a known order, stopped in reverse. Platforms and the scheduler are wired above
+it, by the composition root (deskmate/process.py)."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from bot.actions import Actions
 from bot.alerts.evaluator import AlertEvaluator
-from bot.alerts.messages import ACK
+from bot.alerts.notices import ACK
 from bot.alerts.rules import AlertRules
 from bot.conversation import ConversationService
-from bot.deliveries import EventLedger
-from bot.embeddings import Embedder, create_embedder
+from bot.embedders import create_embedder
+from bot.embeddings import Embedder
+from bot.event_ledger import EventLedger
 from bot.feedback import FEEDBACK, Feedback
 from bot.llm import Claude
 from bot.outbound import Senders
 from bot.schedules import Schedules
 from bot.settings import Settings
-from bot.tasks import Spawner
+from bot.spawner import Spawner
 from storage import retrieval
 from storage.database import Database
-
-if TYPE_CHECKING:
-    from scheduler.service import Scheduler
 
 logger = logging.getLogger("deskmate.runtime")
 
@@ -35,7 +34,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
         self.settings = settings
-        self.db = db or Database(settings)
+        self.db = db or Database(settings.database)
         self.tasks = Spawner()
         self.senders = Senders()
         self.actions = Actions()
@@ -47,7 +46,6 @@ class Runtime:
         self.embedder: Embedder | None = None
         self.claude: Claude | None = None
         self._conversation: ConversationService | None = None
-        self.scheduler: Scheduler | None = None
 
     @property
     def conversation(self) -> ConversationService:
@@ -85,38 +83,12 @@ class Runtime:
                         "the database role cannot act as deskmate_reader: row-level security "
                         "is not enforced, retrieval relies on its SQL filter alone"
                     )
-            if self.settings.scheduler_enabled:
-                # Imported here: commands that never run the loop need not load APScheduler.
-                from scheduler.service import Scheduler
-
-                self.scheduler = Scheduler(self)
-                self.scheduler.start()
-                self._schedule_alert_evaluation(self.scheduler)
         except BaseException:
             await self.stop()
             raise
 
-    def _schedule_alert_evaluation(self, scheduler: Scheduler) -> None:
-        """Alert rules are looked at every scheduler tick; each rule is evaluated only when its
-        own interval is due, once across replicas (bot/alerts/evaluator.py)."""
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        async def evaluate() -> dict[str, int]:
-            evaluated = await self.alert_evaluator.run_due()
-            return {"evaluated": evaluated} if evaluated else {}
-
-        scheduler.add_job(
-            "alerts.evaluate",
-            evaluate,
-            IntervalTrigger(seconds=self.settings.scheduler_tick_seconds),
-            quiet=True,
-        )
-
     async def stop(self) -> None:
         """Finish background work (bounded), then close clients and the database."""
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-            self.scheduler = None
         await self.tasks.close(grace_seconds=SHUTDOWN_GRACE_SECONDS)
         if self.claude is not None:
             await self.claude.aclose()

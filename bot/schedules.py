@@ -14,11 +14,12 @@ from typing import Any
 
 import asyncpg
 
+from bot import tenancy
 from bot.commands import parse_command
+from bot.cron import CronError, next_slot, parse_cron, zone
 from bot.digest import parse_scope
 from bot.directory import PLATFORMS, check_email
 from bot.errors import NotFound, UsageError
-from scheduler.slots import CronError, next_slot, parse_cron, zone
 from storage import audit, channels, jobs, schedules, tenants, users
 from storage.database import Database
 from storage.schedules import NewSchedule, Schedule
@@ -58,8 +59,8 @@ class Schedules:
         self, tenant: str, request: ScheduleRequest, *, requester: users.User | None = None
     ) -> Schedule:
         """Validate and create a schedule; its first slot is computed on the database clock."""
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             now = await schedules.db_now(conn)
             new = await self._validated(conn, tenant_id, request, requester, now)
             schedule = await schedules.create(conn, tenant_id, new)
@@ -69,8 +70,8 @@ class Schedules:
     async def listing(
         self, tenant: str, *, include_deleted: bool = False
     ) -> list[schedules.ScheduleSummary]:
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             return await schedules.list_summaries(conn, tenant_id, include_deleted=include_deleted)
 
     async def pause(self, tenant: str, schedule_id: int, *, requester: users.User | None = None
@@ -92,8 +93,8 @@ class Schedules:
         self, tenant: str, schedule_id: int, *, requester: users.User | None = None
     ) -> jobs.Run:
         """Queue one extra run, due at once (also while paused); the next tick delivers it."""
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             schedule = await self._get(conn, tenant_id, schedule_id, requester)
             if schedule.status == "deleted":
                 raise UsageError(f"schedule {schedule_id} is deleted")
@@ -102,8 +103,8 @@ class Schedules:
         return run
 
     async def runs(self, tenant: str, schedule_id: int, limit: int = 20) -> list[jobs.Run]:
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             await self._get(conn, tenant_id, schedule_id, None)
             return await jobs.runs_of(conn, tenant_id, schedule_id, limit)
 
@@ -112,8 +113,8 @@ class Schedules:
     async def _change(
         self, tenant: str, schedule_id: int, action: str, requester: users.User | None
     ) -> Schedule:
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             before = await self._get(conn, tenant_id, schedule_id, requester, lock=True)
             status, next_run_at = _transition(before, action, await schedules.db_now(conn))
             after = await schedules.set_status(conn, tenant_id, schedule_id, status, next_run_at)
@@ -312,8 +313,8 @@ async def ensure_demo_digest(
     """The demo's weekday digest of the public `general` department into `web:#general`
     (17:00 Paris time); created once, so seeding the demo again changes nothing."""
     manager = Schedules(db, actor="demo")
+    tenant_id = await tenancy.tenant_id(db, tenant)
     async with db.pool.acquire() as conn:
-        tenant_id = (await tenants.get_tenant(conn, tenant)).id
         now = await schedules.db_now(conn)
         wanted = await manager._validated(conn, tenant_id, request, None, now)
         existing = await schedules.find_same(conn, tenant_id, wanted)

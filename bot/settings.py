@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
+from storage.database import DatabaseConfig
 
 # pgvector's HNSW index accepts at most 2,000 dimensions for the `vector` type.
 MAX_EMBEDDING_DIMENSION = 2000
@@ -144,7 +145,7 @@ class Settings(BaseSettings):
     @field_validator("scheduler_episodes_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from scheduler.slots import CronError, parse_cron
+        from bot.cron import CronError, parse_cron
 
         try:
             parse_cron(value)
@@ -163,6 +164,17 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.deskmate_data_dir.expanduser().resolve()
+
+    @property
+    def database(self) -> DatabaseConfig:
+        """What storage needs from these settings to reach the database."""
+        return DatabaseConfig(
+            url=self.database_url.get_secret_value() if self.database_url else None,
+            data_dir=self.data_dir,
+            embedding_dimension=self.embedding_dimension,
+            pool_min_size=self.db_pool_min_size,
+            pool_max_size=self.db_pool_max_size,
+        )
 
     @property
     def llm_enabled(self) -> bool:

@@ -11,9 +11,9 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from bot import digest
+from bot.cron import latest_slot
 from bot.messages import IncomingMessage, ReplyStatus, Source
 from bot.outbound import DeliveryError, Outbound
-from scheduler.slots import latest_slot
 from storage import jobs, users
 from storage.jobs import Claim
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter as MetricCounter
 
+from bot.cron import backoff_seconds, idempotency_key
 from bot.errors import NotFound, report_error
 from bot.metrics import REGISTRY
 from bot.outbound import Delivery, DeliveryError, Outbound, Sender, Target
 from scheduler import content
-from scheduler.slots import backoff_seconds, idempotency_key
 from storage import jobs
 from storage.jobs import Claim
 

@@ -7,13 +7,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from pgvector.asyncpg import register_vector
 
-from bot.errors import DatabaseUnavailable
-from bot.settings import Settings
 from storage.embedded import EmbeddedPostgres
+from storage.errors import DatabaseUnavailable
 from storage.migrate import apply_migrations, check_embedding_dimension, pending_migrations
 
 logger = logging.getLogger("deskmate.storage")
@@ -24,6 +24,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await register_vector(conn)
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """What storage needs to know to reach its database.
+
+    `url` None means the embedded server under `data_dir`; `embedding_dimension` is checked
+    against the one the database was created with (and templated into the migrations)."""
+
+    url: str | None
+    data_dir: Path
+    embedding_dimension: int
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        where = "url=<set>" if self.url else f"data_dir={self.data_dir}"
+        return f"DatabaseConfig({where}, embedding_dimension={self.embedding_dimension})"
 
 
 @dataclass(frozen=True)
@@ -40,11 +58,9 @@ class Readiness:
 class Database:
     """Owns the database connection for one process: `start()`, use `pool`, then `stop()`."""
 
-    def __init__(self, settings: Settings, *, dsn: str | None = None) -> None:
-        self.settings = settings
-        self._dsn = dsn or (
-            settings.database_url.get_secret_value() if settings.database_url else None
-        )
+    def __init__(self, config: DatabaseConfig) -> None:
+        self.config = config
+        self._dsn = config.url
         self._embedded: EmbeddedPostgres | None = None
         self._pool: asyncpg.Pool | None = None
 
@@ -61,7 +77,7 @@ class Database:
     async def dsn(self) -> str:
         """The server's URL, starting the embedded server on first use."""
         if self._dsn is None:
-            self._embedded = EmbeddedPostgres(self.settings.data_dir)
+            self._embedded = EmbeddedPostgres(self.config.data_dir)
             self._dsn = await self._embedded.start()
         return self._dsn
 
@@ -76,9 +92,7 @@ class Database:
         """Apply pending migrations; return the versions this call applied."""
         conn = await self.connect()
         try:
-            return await apply_migrations(
-                conn, embedding_dimension=self.settings.embedding_dimension
-            )
+            return await apply_migrations(conn, embedding_dimension=self.config.embedding_dimension)
         finally:
             await conn.close()
 
@@ -91,14 +105,14 @@ class Database:
         else:
             conn = await self.connect()
             try:
-                await check_embedding_dimension(conn, self.settings.embedding_dimension)
+                await check_embedding_dimension(conn, self.config.embedding_dimension)
             finally:
                 await conn.close()
         try:
             self._pool = await asyncpg.create_pool(
                 await self.dsn(),
-                min_size=self.settings.db_pool_min_size,
-                max_size=self.settings.db_pool_max_size,
+                min_size=self.config.pool_min_size,
+                max_size=self.config.pool_max_size,
                 init=_init_connection,
             )
         except (OSError, asyncpg.PostgresError) as exc:

@@ -13,7 +13,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from bot.errors import DatabaseUnavailable
+from storage.errors import DatabaseUnavailable
 
 logger = logging.getLogger("deskmate.storage.embedded")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bot.errors import DatabaseUnavailable, SchemaMismatch
+from storage.errors import DatabaseUnavailable, SchemaMismatch
 
 logger = logging.getLogger("deskmate.storage.migrate")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from bot.errors import NotFound
+from storage.errors import UnknownTenant
 
 DEFAULT_TENANT = "default"
 
@@ -19,10 +19,10 @@ class Tenant:
 
 
 async def get_tenant(conn: asyncpg.Connection, slug: str) -> Tenant:
-    """The tenant called `slug`, or NotFound."""
+    """The tenant called `slug`, or UnknownTenant."""
     row = await conn.fetchrow("SELECT id, slug, name FROM tenants WHERE slug = $1", slug)
     if row is None:
-        raise NotFound(f"no tenant called {slug!r}")
+        raise UnknownTenant(f"no tenant called {slug!r}")
     return Tenant(**dict(row))
 
 
@@ -43,5 +43,5 @@ async def ensure_tenant(conn: asyncpg.Connection, slug: str, name: str) -> Tenan
 async def slug_of(conn: asyncpg.Connection, tenant_id: int) -> str:
     slug = await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", tenant_id)
     if slug is None:
-        raise NotFound(f"no tenant with id {tenant_id}")
+        raise UnknownTenant(f"no tenant with id {tenant_id}")
     return str(slug)

@@ -149,7 +149,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings)
+    database = Database(settings.database)
     await database.start()
     try:
         yield database
@@ -172,7 +172,7 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-DESKMATE = [sys.executable, "-m", "bot"]
+DESKMATE = [sys.executable, "-m", "deskmate"]
 
 
 # --- fake Claude -------------------------------------------------------------------------------

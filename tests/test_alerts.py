@@ -16,7 +16,7 @@ from bot.errors import UsageError
 from bot.outbound import Senders
 from bot.settings import Settings
 from fakes.slack_api import FakeSlack
-from handlers.slack_sender import ChannelPacer, SlackSender, slack_client
+from handlers.slack.sender import ChannelPacer, SlackSender, slack_client
 from storage.alerts import NewRule
 from storage.database import Database
 
@@ -194,7 +194,7 @@ async def test_two_replicas_evaluate_each_rule_once_per_interval(
             ),
             now=T0,
         )
-    other_db = Database(world.db.settings)
+    other_db = Database(world.db.config)
     await other_db.start()
     try:
         second = AlertEvaluator(
@@ -307,11 +307,12 @@ async def test_an_evaluation_error_is_reported_once_per_episode(world: AlertWorl
 async def test_the_service_loop_evaluates_rules_on_its_own(
     settings: Settings, db: Database, fake_slack: FakeSlack
 ) -> None:
-    from bot.runtime import Runtime
+    from deskmate.process import Process
 
     looping = settings.model_copy(update={"scheduler_enabled": True, "scheduler_tick_seconds": 0.2})
-    runtime = Runtime(looping)
-    await runtime.start()
+    process = Process(looping)
+    runtime = process.runtime
+    await process.start()
     try:
         client = slack_client(looping.model_copy(update={"slack_api_url": fake_slack.url}), "x")
         runtime.senders.register(SlackSender(client, ChannelPacer(0)))
@@ -330,7 +331,7 @@ async def test_the_service_loop_evaluates_rules_on_its_own(
                 break
             await asyncio.sleep(0.1)
     finally:
-        await runtime.stop()
+        await process.stop()
     posts = fake_slack.called("chat.postMessage")
     assert [p.body["channel"] for p in posts] == ["C-LOOP"]
     async with db.pool.acquire() as conn:

@@ -8,9 +8,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import RUNTIME, create_app
 from bot.runtime import Runtime
 from bot.settings import Settings
+from handlers.http import RUNTIME, create_app
 
 
 @pytest.fixture

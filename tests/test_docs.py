@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices
 
-from bot.cli import build_parser
 from bot.settings import Settings
+from deskmate.cli import build_parser
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
 

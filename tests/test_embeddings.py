@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
+from bot.embedders import create_embedder
 from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
-from bot.embeddings import EmbeddingError, HashEmbedder, LocalEmbedder, create_embedder
+from bot.embeddings import EmbeddingError, HashEmbedder, LocalEmbedder
 from bot.settings import Settings, load_settings
 from fakes.embedding_server import FakeEmbeddingServer, expected_vector
 

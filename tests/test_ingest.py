@@ -10,7 +10,7 @@ import docx
 import pypdf
 import pytest
 
-from bot.embeddings import create_embedder
+from bot.embedders import create_embedder
 from bot.errors import UsageError
 from bot.ingest import IngestReport, ingest
 from bot.ingest.parsers import ParseError, parse_document, parse_file

@@ -8,9 +8,9 @@ import subprocess
 import asyncpg
 import pytest
 
-from bot.errors import SchemaMismatch
 from bot.settings import load_settings
 from storage.database import Database
+from storage.errors import SchemaMismatch
 from storage.migrate import apply_migrations, load_migrations, pending_migrations
 from tests.conftest import DESKMATE, TEST_DIMENSION
 
@@ -74,7 +74,7 @@ async def test_dimension_guard_refuses_a_database_of_another_size(
         deskmate_data_dir=tmp_path,
         embedding_dimension=TEST_DIMENSION * 2,
     )
-    db = Database(settings)
+    db = Database(settings.database)
     with pytest.raises(SchemaMismatch) as caught:
         await db.start()
     await db.stop()

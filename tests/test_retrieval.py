@@ -158,7 +158,7 @@ async def big_db(fresh_database: str, tmp_path) -> AsyncIterator[Database]:  # t
         deskmate_data_dir=tmp_path,
         embedding_dimension=SMALL_DIMENSION,
     )
-    db = Database(settings)
+    db = Database(settings.database)
     await db.start()
     rng = np.random.default_rng(42)
     async with db.pool.acquire() as conn:

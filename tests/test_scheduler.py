@@ -11,16 +11,17 @@ from dataclasses import replace
 
 import pytest
 
+from bot.cron import idempotency_key
 from bot.embeddings import HashEmbedder
 from bot.errors import UsageError
 from bot.outbound import Outbound, Target
 from bot.runtime import Runtime
 from bot.schedules import ScheduleRequest, Schedules, ensure_demo_digest
 from bot.settings import Settings
+from deskmate.process import Process
 from fakes.slack_api import start_fake_slack
-from handlers.slack_sender import ChannelPacer, SlackSender, slack_client
-from scheduler.service import Scheduler, materialise
-from scheduler.slots import idempotency_key
+from handlers.slack.sender import ChannelPacer, SlackSender, slack_client
+from scheduler.loop import Scheduler, materialise
 from storage import jobs, users
 from storage.database import Database
 from tests.conftest import TEST_DIMENSION
@@ -277,15 +278,16 @@ async def test_prompt_of_a_disabled_creator_fails_with_the_reason(
     )  # fmt: skip
 
 
-async def test_the_loop_in_the_runtime_delivers_records_job_runs_and_stops_quickly(
+async def test_the_loop_in_the_process_delivers_records_job_runs_and_stops_quickly(
     settings: Settings, slack: HistorySlack
 ) -> None:
-    rt = Runtime(scheduler_settings(settings, slack, scheduler_enabled=True,
-                                    scheduler_tick_seconds=0.1))  # fmt: skip
-    await rt.start()
+    process = Process(scheduler_settings(settings, slack, scheduler_enabled=True,
+                                         scheduler_tick_seconds=0.1))  # fmt: skip
+    rt = process.runtime
+    await process.start()
     rt.senders.register(SlackSender(slack_client(rt.settings, "xoxb-test")))
     try:
-        assert rt.scheduler is not None
+        assert process.scheduler is not None
         schedule_id = await add(Schedules(rt.db, actor="test"), text="From the loop")
         deadline = time.monotonic() + 10
         while not slack.channels["C1"] and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another server's state
@@ -293,9 +295,9 @@ async def test_the_loop_in_the_runtime_delivers_records_job_runs_and_stops_quick
         assert [m["text"] for m in slack.channels["C1"]] == ["From the loop"]
     finally:
         started = time.monotonic()
-        await rt.stop()
+        await process.stop()
     assert time.monotonic() - started < 5
-    db = Database(settings)
+    db = Database(settings.database)
     await db.start(migrate=False)
     try:
         [run] = await runs(db, schedule_id)

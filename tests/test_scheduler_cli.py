@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from bot.cli import main
+from deskmate.cli import main
 from storage.database import Database
 from tests.conftest import DESKMATE
 from tests.factories import add_user

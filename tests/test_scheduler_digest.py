@@ -18,8 +18,8 @@ from bot.schedules import ScheduleRequest, Schedules
 from bot.settings import Settings
 from fakes.anthropic_server import FakeAnthropic
 from fakes.slack_api import start_fake_slack
-from handlers.slack_sender import ChannelPacer, SlackSender, slack_client
-from scheduler.service import Scheduler, materialise
+from handlers.slack.sender import ChannelPacer, SlackSender, slack_client
+from scheduler.loop import Scheduler, materialise
 from storage import digests
 from storage.database import Database
 from tests.conftest import TEST_DIMENSION

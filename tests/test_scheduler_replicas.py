@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.cron import idempotency_key
 from fakes.slack_api import start_fake_slack
-from scheduler.slots import idempotency_key
 from storage.database import Database
 from tests.conftest import DESKMATE
 from tests.test_scheduler_support import HistorySlack

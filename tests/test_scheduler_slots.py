@@ -6,8 +6,7 @@ import datetime as dt
 
 import pytest
 
-from scheduler.service import run_slot
-from scheduler.slots import (
+from bot.cron import (
     CronError,
     backoff_seconds,
     catch_up_slot,
@@ -16,6 +15,7 @@ from scheduler.slots import (
     next_slot,
     parse_cron,
 )
+from scheduler.loop import run_slot
 from storage.schedules import DueSchedule
 
 UTC = dt.UTC

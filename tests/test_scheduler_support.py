@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fakes.slack_api import FakeSlack
-from handlers.slack_sender import DELIVERY_EVENT
+from handlers.slack.sender import DELIVERY_EVENT
 
 
 @dataclass

@@ -11,12 +11,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from bot.app import create_app
 from bot.embeddings import HashEmbedder
 from bot.runtime import Runtime
 from bot.settings import Settings
 from fakes.anthropic_server import FakeAnthropic, Text
 from fakes.slack_api import FakeSlack
+from handlers.http import create_app
 from handlers.slack import install
 from storage.database import Database
 from tests.conftest import TEST_DIMENSION

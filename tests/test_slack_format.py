@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.outbound import Action, Outbound
-from handlers.slack_events import message_from_event
-from handlers.slack_format import outbound_blocks, parse_action_id, split_text, to_mrkdwn
+from handlers.slack.events import message_from_event
+from handlers.slack.rendering import outbound_blocks, parse_action_id, split_text, to_mrkdwn
 
 BOT = "UBOT"
 

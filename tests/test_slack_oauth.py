@@ -11,11 +11,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from bot.app import create_app
 from bot.outbound import DeliveryError, Outbound, Target
 from bot.runtime import Runtime
 from bot.settings import Settings
 from fakes.slack_api import FakeSlack
+from handlers.http import create_app
 from handlers.slack import install
 from storage.database import Database
 from tests.slack_helpers import SIGNING_SECRET, dm_event, envelope, sign

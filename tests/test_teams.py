@@ -13,7 +13,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from microsoft_agents.hosting.core.app.streaming import StreamingResponse
 from pydantic import SecretStr
 
-from bot.app import create_app
 from bot.runtime import Runtime
 from bot.settings import Settings
 from fakes.anthropic_server import FakeAnthropic, Text
@@ -29,6 +28,7 @@ from fakes.bot_connector import (
     personal_message,
     running_connector,
 )
+from handlers.http import create_app
 from handlers.teams import install
 from tests.factories import add_user
 

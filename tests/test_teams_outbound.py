@@ -23,7 +23,7 @@ from fakes.bot_connector import (
     personal_message,
     running_connector,
 )
-from handlers.teams_sender import TeamsSender
+from handlers.teams.sender import TeamsSender
 from storage import tenants
 from tests.test_teams import (
     Service,

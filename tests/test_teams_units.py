@@ -22,24 +22,24 @@ from fakes.bot_connector import (
     channel_message,
     personal_message,
 )
-from handlers.teams_activities import (
+from handlers.teams.activities import (
     click_from_activity,
     conversation_record,
     message_from_activity,
     split_conversation_id,
     thread_conversation_id,
 )
-from handlers.teams_cards import answer_card, outbound_card, split_text
-from handlers.teams_delivery import (
+from handlers.teams.cards import answer_card, outbound_card, split_text
+from handlers.teams.connector import (
     ConversationPacer,
     delivery_error,
     retry_after_seconds,
     retry_delay,
     with_retries,
 )
-from handlers.teams_references import guess_kind
-from handlers.teams_reply import StreamBudget
-from handlers.teams_sdk import sdk_configuration
+from handlers.teams.references import guess_kind
+from handlers.teams.reply import StreamBudget
+from handlers.teams.sdk import sdk_configuration
 from storage import teams
 from storage.database import Database
 

@@ -10,11 +10,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from bot import demo
-from bot.app import RUNTIME, create_app
 from bot.messages import IncomingMessage
 from bot.runtime import Runtime
 from bot.settings import Settings
 from fakes.anthropic_server import FakeAnthropic, Text
+from handlers.http import RUNTIME, create_app
 from handlers.webchat import install
 from tests.test_webchat_support import ALEX, ELI, HANA, ask, listen, table_counts
 

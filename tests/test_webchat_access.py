@@ -11,13 +11,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from bot.app import RUNTIME, create_app
 from bot.errors import UsageError
 from bot.runtime import Runtime
-from bot.serve import _announce
 from bot.settings import Settings
+from deskmate.serve import _announce
+from handlers.http import RUNTIME, create_app
 from handlers.webchat import Access, access_mode, describe, install, is_loopback
-from handlers.webchat_views import TooLong, channel_id, mention, parse_send
+from handlers.webchat.views import TooLong, channel_id, mention, parse_send
 
 
 @pytest.mark.parametrize(

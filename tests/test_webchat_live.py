@@ -10,14 +10,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot import demo
 from bot.actions import Click, ClickResult
-from bot.app import RUNTIME, create_app
 from bot.messages import ReplyStatus, Source
 from bot.outbound import Action, DeliveryError, Outbound, Target
 from bot.runtime import Runtime
 from bot.settings import Settings
-from handlers import webchat_hub as hub_module
+from handlers.http import RUNTIME, create_app
+from handlers.webchat import hub as hub_module
 from handlers.webchat import install
-from handlers.webchat_hub import Event, Hub, Room
+from handlers.webchat.hub import Event, Hub, Room
 from tests.test_webchat_support import ALEX, ELI, listen
 
 ALERT = Outbound(

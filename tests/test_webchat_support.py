@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from bot.app import RUNTIME
+from handlers.http import RUNTIME
 
 ALEX = "alex.martin@northwind.example"  # sales
 HANA = "hana.schmidt@northwind.example"  # hr

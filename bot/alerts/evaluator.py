@@ -15,11 +15,12 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from bot.alerts import messages
+from bot import tenancy
+from bot.alerts import notices as messages
 from bot.alerts.engine import Decision, Notify, decide
 from bot.errors import NotFound
 from bot.outbound import DeliveryError, Outbound, Senders, Target
-from storage import alert_metrics, alerts, tenants
+from storage import alert_metrics, alerts
 from storage.alert_metrics import CustomSQLError
 from storage.alerts import Instance, Rule
 from storage.database import Database
@@ -228,8 +229,7 @@ class AlertEvaluator:
         return record | {"message_id": delivery.message_id, "thread": delivery.thread}
 
     async def _slug(self, rule: Rule) -> str:
-        async with self.db.pool.acquire() as conn:
-            return await tenants.slug_of(conn, rule.tenant_id)
+        return await tenancy.slug_of(self.db, rule.tenant_id)
 
     async def _failed(self, rule: Rule, slot: dt.datetime, now: dt.datetime, error: str) -> None:
         """An evaluation that could not run: recorded every time, reported once per episode."""

@@ -6,14 +6,15 @@ import dataclasses
 import datetime as dt
 import logging
 
+from bot import tenancy
 from bot.actions import Click, ClickResult
-from bot.alerts import messages
+from bot.alerts import notices as messages
 from bot.alerts.engine import CONDITIONS
 from bot.errors import NotFound, UsageError
 from bot.identity import resolve_user
 from bot.messages import IncomingMessage
 from bot.outbound import DeliveryError, Senders, Target
-from storage import alert_metrics, alerts, audit, tenants
+from storage import alert_metrics, alerts, audit
 from storage.alert_metrics import CustomSQLError
 from storage.alerts import Instance, NewRule, Rule
 from storage.database import Database
@@ -71,8 +72,8 @@ class AlertRules:
         """Save a rule; a custom_sql rule's query is tried first and rejected with the reason."""
         new = check_rule(dataclasses.replace(new, created_by=new.created_by or self.actor))
         now = now or dt.datetime.now(dt.UTC)
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             if await alerts.get_rule(conn, tenant_id, new.name):
                 raise UsageError(f"a rule called {new.name!r} exists already")
         if new.custom_sql:
@@ -101,13 +102,13 @@ class AlertRules:
                 raise UsageError(f"custom_sql rejected: {exc}") from None
 
     async def list(self, tenant: str) -> list[Rule]:
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             return await alerts.list_rules(conn, tenant_id)
 
     async def set_enabled(self, tenant: str, name: str, enabled: bool) -> Rule:
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             rule = await alerts.set_enabled(conn, tenant_id, name, enabled)
             if rule is None:
                 raise NotFound(f"no alert rule called {name!r}")
@@ -127,8 +128,8 @@ class AlertRules:
         self, tenant: str, name: str | None = None, firing_only: bool = False
     ) -> list[tuple[Rule, Instance]]:
         """Episodes, newest first, with their rules."""
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             rule_id = None
             if name is not None:
                 rule = await alerts.get_rule(conn, tenant_id, name)
@@ -143,8 +144,8 @@ class AlertRules:
 
     async def acknowledge(self, tenant: str, instance_id: int, who: str) -> tuple[Rule, Instance]:
         """Stop re-notification of an episode; the firing messages say who acknowledged."""
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
-            tenant_id = (await tenants.get_tenant(conn, tenant)).id
             before = await alerts.get_instance(conn, tenant_id, instance_id)
             if before is None:
                 raise NotFound(f"no alert with id {instance_id}")

@@ -27,12 +27,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bot import tenancy
 from bot.directory import parse_departments
 from bot.embeddings import Embedder
 from bot.errors import UsageError
 from bot.ingest.chunking import Chunk, chunk_document
 from bot.ingest.parsers import SUPPORTED_EXTENSIONS, ParseError, is_supported, parse_document
-from storage import audit, documents, tenants
+from storage import audit, documents
 from storage.database import Database
 
 logger = logging.getLogger("deskmate.ingest")
@@ -100,8 +101,7 @@ async def ingest(
     """
     target_department, target_access = _check_departments(department, access)
     files, report_failures = collect_files(paths)
-    async with db.pool.acquire() as conn:
-        tenant_id = (await tenants.get_tenant(conn, tenant_slug)).id
+    tenant_id = await tenancy.tenant_id(db, tenant_slug)
     target = _Target(tenant_id, target_department, target_access, actor)
     report = IngestReport(failed=report_failures)
     show = progress and sys.stderr.isatty()

@@ -22,13 +22,13 @@ from playwright import async_api as playwright_api
 
 from bot import demo
 from bot.actions import Click, ClickResult
-from bot.app import create_app
 from bot.outbound import Action, Outbound, Target
 from bot.runtime import Runtime
 from bot.settings import Settings
-from handlers import installers
-from handlers.webchat_api import WEBCHAT
-from handlers.webchat_hub import Room
+from deskmate.platforms import installers
+from handlers.http import create_app
+from handlers.webchat.api import WEBCHAT
+from handlers.webchat.hub import Room
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -1,5 +1,0 @@
-"""`python -m bot` is the `deskmate` command."""
-
-from bot.cli import run
-
-run()

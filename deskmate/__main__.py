@@ -1,0 +1,5 @@
+"""`python -m deskmate` is the `deskmate` command."""
+
+from deskmate.cli import run
+
+run()

@@ -1,0 +1,142 @@
+"""The slow part of each Slack interaction, run by the runtime's spawner after the ack."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncRespond
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.actions import Click
+from bot.errors import DeskmateError, report_error
+from bot.identity import DEFAULT_TENANT, Identity, is_known
+from bot.installations import workspace_tenant
+from bot.messages import IncomingMessage, Reply
+from bot.runtime import Runtime
+from handlers.slack.events import SlackMessage
+from handlers.slack.home import home_view
+from handlers.slack.rendering import answer_messages, outbound_blocks, to_mrkdwn
+from handlers.slack.reply import edit_answer, feedback_actions, set_status, stream_answer
+
+logger = logging.getLogger("deskmate.slack")
+
+SUGGESTED_PROMPTS = [
+    {"title": "What can you do?", "message": "help"},
+    {"title": "What do you know about me?", "message": "memories"},
+    {"title": "Find a policy", "message": "docs travel policy"},
+]
+
+
+class SlackWork:
+    """Each method gets the Web API client Bolt authorised for the request's workspace."""
+
+    def __init__(self, runtime: Runtime, *, multi_workspace: bool) -> None:
+        self.runtime = runtime
+        self.multi_workspace = multi_workspace
+
+    def tenant_for(self, team_id: str) -> str:
+        """Token mode serves the default tenant; each OAuth-installed workspace has its own."""
+        return workspace_tenant("slack", team_id) if self.multi_workspace else DEFAULT_TENANT
+
+    async def answer(self, message: SlackMessage, client: AsyncWebClient) -> None:
+        """Answer one user message; the event is marked done, or failed for Slack's retry."""
+        ok = False
+        try:
+            if message.needs_thread_check and not await self._in_thread(message):
+                ok = True  # a thread deskmate is not part of: nothing to say
+                return
+            incoming = await self._incoming(message, client)
+            if message.is_direct:
+                await set_status(client, message, "is thinking…")
+                await stream_answer(client, message, incoming, self._handle)
+            else:
+                await edit_answer(client, message, incoming, self._handle)
+            ok = True
+        finally:
+            await self.runtime.events.finish("slack", message.event_key, ok=ok)
+
+    async def _handle(self, incoming: IncomingMessage, on_delta: Any) -> Reply:
+        return await self.runtime.conversation.handle(incoming, on_delta)
+
+    async def _in_thread(self, message: SlackMessage) -> bool:
+        key = f"{message.channel}:{message.thread_ts}"
+        tenant = self.tenant_for(message.team_id)
+        return await self.runtime.events.conversation_seen("slack", key, tenant)
+
+    async def _incoming(self, message: SlackMessage, client: AsyncWebClient) -> IncomingMessage:
+        tenant = self.tenant_for(message.team_id)
+        email, name = await self._profile(client, tenant, message.team_id, message.user)
+        return IncomingMessage(
+            platform="slack", user_id=message.user, conversation_id=message.channel,
+            text=message.text, is_direct=message.is_direct, tenant=tenant,
+            workspace_id=message.team_id, thread_id=message.session_thread,
+            message_id=message.ts, email=email, display_name=name,
+        )  # fmt: skip
+
+    async def _profile(
+        self, client: AsyncWebClient, tenant: str, team_id: str, user_id: str
+    ) -> tuple[str | None, str | None]:
+        """Email and name from users.info, only for people the directory does not know yet."""
+        if await is_known(self.runtime.db, tenant, Identity("slack", team_id, user_id)):
+            return None, None
+        try:
+            response = await client.users_info(user=user_id)
+        except (SlackApiError, SlackClientError) as exc:
+            logger.warning("users.info failed for %s: %s", user_id, exc)
+            return None, None
+        user = response.get("user") or {}
+        profile = user.get("profile") or {}
+        return profile.get("email"), profile.get("real_name") or user.get("real_name")
+
+    async def command(
+        self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        """`/deskmate …`: answered only to the person who typed it."""
+        text = str(command.get("text") or "").strip() or "help"
+        message = SlackMessage(
+            team_id=str(command.get("team_id", "")), channel=str(command.get("channel_id", "")),
+            user=str(command.get("user_id", "")), text=text,
+            ts=str(command.get("trigger_id", "")), thread_ts=None, is_direct=True,
+        )  # fmt: skip
+        incoming = await self._incoming(message, client)
+        reply = await self.runtime.conversation.handle(incoming)
+        payload = answer_messages(reply, feedback_actions(reply))[0]
+        await respond(response_type="ephemeral", replace_original=False, **payload)
+
+    async def click(
+        self, click: Click, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        """A deskmate button: the business rule runs; the clicker hears back; the message may
+        change (an acknowledged alert)."""
+        try:
+            result = await self.runtime.actions.dispatch(click)
+        except DeskmateError as exc:
+            await respond(response_type="ephemeral", replace_original=False, text=str(exc))
+            return
+        container = body.get("container") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+        if result.replace_with is not None and channel and ts:
+            await client.chat_update(channel=channel, ts=ts,
+                                          **outbound_blocks(result.replace_with))  # fmt: skip
+        await respond(response_type="ephemeral", replace_original=False,
+                      text=to_mrkdwn(result.text))  # fmt: skip
+
+    async def suggest_prompts(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+        thread = event.get("assistant_thread") or {}
+        try:
+            await client.assistant_threads_setSuggestedPrompts(
+                channel_id=thread.get("channel_id"), thread_ts=thread.get("thread_ts"),
+                prompts=SUGGESTED_PROMPTS, title="Ask me about your company's documents",
+            )  # fmt: skip
+        except (SlackApiError, SlackClientError) as exc:
+            report_error(exc, where="slack.suggested_prompts")
+
+    async def publish_home(self, user_id: str, team_id: str, client: AsyncWebClient) -> None:
+        """App Home: the person's memories (schedules and alerts join as they exist)."""
+        message = SlackMessage(team_id, "", user_id, "memories", "home", None, is_direct=True)
+        incoming = await self._incoming(message, client)
+        home = await self.runtime.conversation.home_of(incoming)
+        await client.views_publish(user_id=user_id, view=home_view(home))

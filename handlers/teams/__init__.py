@@ -1,0 +1,125 @@
+"""Microsoft Teams through the Microsoft 365 Agents SDK on `POST /api/messages`.
+
+The route is JWT-authorised by the SDK's middleware (that route only). Route handlers parse the
+activity, store the conversation's reference, claim the message and hand the slow part to the
+runtime's spawner, so the HTTP answer (202) leaves before Claude is asked anything; the answer
+is then sent proactively in the same conversation. Card clicks are answered in the invoke
+response (they are quick), the card update follows in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+import pydantic
+from aiohttp import web
+from microsoft_agents.activity import ActivityTypes, AdaptiveCardInvokeResponse
+from microsoft_agents.hosting.aiohttp import jwt_authorization_decorator, start_agent_process
+from microsoft_agents.hosting.core import TurnContext, TurnState
+
+from bot.runtime import Runtime
+from handlers.teams.activities import (
+    TEAMS,
+    click_data,
+    click_from_activity,
+    conversation_record,
+    message_from_activity,
+)
+from handlers.teams.connector import ConnectorPolicy
+from handlers.teams.interactions import TeamsWork
+from handlers.teams.references import ConversationBook
+from handlers.teams.sdk import TeamsSdk
+from handlers.teams.sender import TeamsSender
+
+logger = logging.getLogger("deskmate.teams")
+
+# What Teams shows the clicker of an Action.Execute button next to the card.
+INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
+# Activities deskmate only remembers the conversation of (the SDK warns about unrouted ones).
+QUIET_ACTIVITIES = [
+    ActivityTypes.conversation_update, ActivityTypes.installation_update,
+    ActivityTypes.message_reaction, ActivityTypes.message_update, ActivityTypes.message_delete,
+    ActivityTypes.typing, ActivityTypes.event, ActivityTypes.end_of_conversation,
+]  # fmt: skip
+# The key under which the SDK's JWT middleware looks for its configuration on the aiohttp app.
+SDK_AUTH_CONFIG_KEY = "agent_configuration"
+
+
+def add_routes(sdk: TeamsSdk, runtime: Runtime, book: ConversationBook, work: TeamsWork) -> None:
+    """deskmate's listeners on the AgentApplication."""
+    agent = sdk.agent
+
+    @agent.before_turn
+    async def remember_conversation(context: TurnContext, state: TurnState) -> bool:
+        record = conversation_record(context.activity)
+        if record is not None:
+            await book.remember(record)
+        return True
+
+    @agent.activity(QUIET_ACTIVITIES)
+    async def nothing_more(context: TurnContext, state: TurnState) -> None:
+        """Installs, member changes, reactions, edits: remembering the conversation (above) is
+        all deskmate does with them."""
+
+    @agent.adaptive_card.action_execute(re.compile(r".+"))
+    async def on_card_action(
+        context: TurnContext, state: TurnState, data: object
+    ) -> AdaptiveCardInvokeResponse:
+        click = click_from_activity(context.activity)
+        if click is None:
+            return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value="")
+        result = await work.click(click)
+        activity = context.activity.model_copy(deep=True)
+        runtime.tasks.spawn(work.after_click(result, activity, say=False),
+                            name=f"teams-card-update:{click.kind}")  # fmt: skip
+        return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value=result.text)
+
+    @agent.message()
+    async def on_message(context: TurnContext, state: TurnState) -> None:
+        activity = context.activity
+        if click_data(activity) is not None:
+            click = click_from_activity(activity)
+            if click is not None:
+                runtime.tasks.spawn(work.submit(click, activity.model_copy(deep=True)),
+                                    name=f"teams-click:{click.kind}")  # fmt: skip
+            return
+        message = message_from_activity(activity)
+        if message is None or not await runtime.events.claim(TEAMS, message.event_key):
+            return
+        runtime.tasks.spawn(
+            work.answer(message, activity.model_copy(deep=True), context.identity),
+            name=f"teams-answer:{message.event_key}",
+        )
+
+
+def install(app: web.Application, runtime: Runtime) -> None:
+    """Add `POST /api/messages` and the Teams sender."""
+    settings = runtime.settings
+    if settings.teams_anonymous_allowed:
+        logger.warning(
+            "Teams: ANONYMOUS_ALLOWED is set, /api/messages accepts requests without a token "
+            "(local testing only; never expose this service like that)"
+        )
+    elif settings.teams_client_secret is None:
+        logger.warning("Teams: no CLIENTSECRET is set; replies to Teams will be refused")
+    sdk = TeamsSdk(settings)
+    sdk.adapter.use(ConnectorPolicy())
+    book = ConversationBook(runtime.db)
+    sender = TeamsSender(sdk, book)
+    runtime.senders.register(sender)
+    add_routes(sdk, runtime, book, TeamsWork(runtime, sdk, sender))
+    with warnings.catch_warnings():
+        # The SDK's middleware reads its configuration under this plain string key.
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app[SDK_AUTH_CONFIG_KEY] = sdk.auth_config
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await start_agent_process(request, sdk.agent, sdk.adapter)
+        except pydantic.ValidationError:
+            raise web.HTTPBadRequest(text="malformed activity") from None
+        return response if response is not None else web.Response(status=202)
+
+    app.router.add_post("/api/messages", jwt_authorization_decorator(messages))

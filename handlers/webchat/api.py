@@ -1,0 +1,224 @@
+"""The web chat's JSON API: who can talk, where, what was said today, and sending and clicking.
+
+Every request is checked completely before anything is stored; answers are produced in the
+background (ack first) and reach the page through its event stream (handlers/webchat_stream.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from bot import tenancy
+from bot.actions import Click
+from bot.errors import NotFound, UsageError
+from bot.runtime import Runtime
+from handlers.webchat.answer import answer
+from handlers.webchat.hub import Event, Hub, Room
+from handlers.webchat.sender import ChannelPosts, WebSender
+from handlers.webchat.views import (
+    NotJson,
+    channel_id,
+    dm_conversation,
+    mention,
+    outbound_payload,
+    parse_click,
+    parse_send,
+    post_view,
+    question_view,
+    turn_view,
+)
+from storage import channels, tenants, users, webchat
+from storage.webchat import Post
+
+# How many of a channel's posts a page shows when it opens.
+CHANNEL_HISTORY = 100
+
+
+@dataclass
+class WebChat:
+    """The web chat of one process: the runtime it talks through and its live streams."""
+
+    runtime: Runtime
+    hub: Hub
+    posts: ChannelPosts
+    sender: WebSender
+    tenant: str = tenants.DEFAULT_TENANT
+
+    async def person(self, email: str) -> users.User:
+        """The active directory user with that email, or NotFound."""
+        tenant_id = await tenancy.tenant_id(self.runtime.db, self.tenant)
+        async with self.runtime.db.pool.acquire() as conn:
+            user = await users.get_by_email(conn, tenant_id, email.strip().lower())
+        if user is None or not user.is_active:
+            raise NotFound(f"no active user with email {email}")
+        return user
+
+    async def channels(self) -> dict[str, list[str]]:
+        """Web channels by id with the departments they are cleared for: the public
+        departments' channels, the cleared ones, and any a message was posted into."""
+        tenant_id = await tenancy.tenant_id(self.runtime.db, self.tenant)
+        async with self.runtime.db.pool.acquire() as conn:
+            cleared = await channels.list_clearances(conn, tenant_id, webchat.WEB)
+            posted = await webchat.channels_with_posts(conn, tenant_id)
+        found = {f"#{d}": [d] for d in self.runtime.settings.public_departments}
+        for clearance in cleared:
+            if clearance.channel_id.startswith("#"):
+                found.setdefault(clearance.channel_id, []).append(clearance.department)
+        for channel in posted:
+            found.setdefault(channel, [])
+        return found
+
+    async def channel(self, name: object) -> str:
+        """The id of a web channel the page may use, or NotFound."""
+        channel = channel_id(name)
+        if channel not in await self.channels():
+            raise NotFound(f"there is no web channel {channel}")
+        return channel
+
+    def today(self, user: users.User) -> dt.date:
+        """The person's local date: sessions are per local day (SPEC §4.2)."""
+        try:
+            zone = zoneinfo.ZoneInfo(user.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            zone = zoneinfo.ZoneInfo("UTC")
+        return self.runtime.conversation.clock().astimezone(zone).date()
+
+
+WEBCHAT = web.AppKey("webchat", WebChat)
+
+
+async def read_json(request: web.Request) -> object:
+    """The request's JSON body; 415 unless sent as JSON, 400 when it does not parse. Requiring
+    application/json also keeps other web sites out: browsers preflight it cross-origin."""
+    if request.content_type != "application/json":
+        raise NotJson("send the body as application/json")
+    try:
+        return json.loads(await request.text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError("the body is not valid JSON") from None
+
+
+async def info(request: web.Request) -> web.Response:
+    """What the page says about the service: the language model and the platforms on."""
+    runtime = request.app[WEBCHAT].runtime
+    settings = runtime.settings
+    return web.json_response({
+        "llm": "claude" if runtime.claude is not None else "offline",
+        "model": settings.anthropic_model if runtime.claude is not None else None,
+        "platforms": runtime.senders.platforms,
+    })  # fmt: skip
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """The active users one may talk as, with the departments they read."""
+    chat = request.app[WEBCHAT]
+    tenant_id = await tenancy.tenant_id(chat.runtime.db, chat.tenant)
+    async with chat.runtime.db.pool.acquire() as conn:
+        found = await users.list_users(conn, tenant_id)
+    return web.json_response({"users": [
+        {"email": u.email, "name": u.display_name, "departments": list(u.department_access),
+         "head_of": list(u.dept_head_for), "super_user": u.is_super_user}
+        for u in found if u.is_active
+    ]})  # fmt: skip
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    """The web channels and what each is cleared for (public ones first)."""
+    chat = request.app[WEBCHAT]
+    public = set(chat.runtime.settings.public_departments)
+    found = await chat.channels()
+    listed = [
+        {"id": channel, "name": channel[1:], "departments": departments,
+         "public": channel[1:] in public}
+        for channel, departments in found.items()
+    ]  # fmt: skip
+    listed.sort(key=lambda c: (not c["public"], c["id"]))
+    return web.json_response({"channels": listed})
+
+
+async def history(request: web.Request) -> web.Response:
+    """A channel's recent posts, or the person's DM turns of today (their session)."""
+    chat = request.app[WEBCHAT]
+    user = await chat.person(request.query.get("user", ""))
+    if request.query.get("channel"):
+        channel = await chat.channel(request.query["channel"])
+        tenant_id = await tenancy.tenant_id(chat.runtime.db, chat.tenant)
+        async with chat.runtime.db.pool.acquire() as conn:
+            posts = await webchat.recent_posts(conn, tenant_id, channel, limit=CHANNEL_HISTORY)
+        return web.json_response({"posts": [post_view(p) for p in posts]})
+    async with chat.runtime.db.pool.acquire() as conn:
+        turns = await webchat.todays_turns(
+            conn, user.tenant_id, user.id, dm_conversation(user.email), chat.today(user)
+        )
+    return web.json_response({"posts": [
+        turn_view(t, name=user.display_name, email=user.email) for t in turns
+    ]})  # fmt: skip
+
+
+async def send(request: web.Request) -> web.Response:
+    """A person's message: stored (channels) and answered in the background when it is a DM or
+    @-mentions deskmate. 202 with the post; the answer arrives on the event stream."""
+    chat = request.app[WEBCHAT]
+    ask = parse_send(await read_json(request))
+    user = await chat.person(ask.user)
+    if ask.channel is None:
+        ref = f"q-{secrets.token_hex(6)}"
+        now = chat.runtime.conversation.clock().isoformat()
+        view = question_view(ref, user.display_name, user.email, ask.text, now)
+        chat.hub.publish(Room(chat.tenant, dm_conversation(user.email)), Event("post", view))
+        question: str | None = ask.text
+    else:
+        channel = await chat.channel(ask.channel)
+        post = await chat.posts.add(
+            chat.tenant, channel, author_kind="user", content=ask.text, user_id=user.id
+        )
+        view = post_view(post)
+        question = mention(ask.text)
+    if question is not None:
+        chat.runtime.tasks.spawn(
+            answer(chat.runtime, chat.hub, chat.posts, user, ask.channel, question, view["id"],
+                   tenant=chat.tenant),
+            name=f"webchat-answer:{view['id']}",
+        )  # fmt: skip
+    return web.json_response({"post": view, "answering": question is not None}, status=202)
+
+
+async def click(request: web.Request) -> web.Response:
+    """A button: dispatched like a Slack or Teams click; the post is replaced when asked."""
+    chat = request.app[WEBCHAT]
+    pressed = parse_click(await read_json(request))
+    user = await chat.person(pressed.user)
+    post = None
+    if pressed.post is not None:
+        post = await _post_with_button(chat, pressed.post, pressed.kind, pressed.value)
+    result = await chat.runtime.actions.dispatch(Click(
+        kind=pressed.kind, value=pressed.value, platform=webchat.WEB, user_id=user.email,
+        tenant=chat.tenant, email=user.email, display_name=user.display_name,
+        trusted_email=user.email,
+    ))  # fmt: skip
+    replaced = None
+    if result.replace_with is not None and post is not None:
+        payload = outbound_payload(result.replace_with)
+        updated = await chat.posts.replace(chat.tenant, post.id, result.replace_with.text, payload)
+        replaced = post_view(updated) if updated is not None else None
+    return web.json_response({"text": result.text, "post": replaced})
+
+
+async def _post_with_button(chat: WebChat, post_id: int, kind: str, value: str) -> Post:
+    """The channel post, when it really carries that button (a page cannot invent buttons)."""
+    tenant_id = await tenancy.tenant_id(chat.runtime.db, chat.tenant)
+    async with chat.runtime.db.pool.acquire() as conn:
+        post = await webchat.get_post(conn, tenant_id, post_id)
+    if post is None:
+        raise NotFound(f"there is no post {post_id}")
+    buttons: list[dict[str, Any]] = post.payload.get("actions", [])
+    if not any(b.get("kind") == kind and b.get("value") == value for b in buttons):
+        raise UsageError("that button is not on this post")
+    return post
