@@ -33,6 +33,7 @@ from storage.database import Database
 from storage.memories import Memory, touch
 from storage.retrieval import ChunkHit
 from storage.schedules import Schedule
+from storage.users import User
 
 logger = logging.getLogger("deskmate.conversation")
 
@@ -117,9 +118,14 @@ class ConversationService:
         alerts = await self.alerts.history(message.tenant, firing_only=True) if self.alerts else []
         return Home(memories, schedules, [(rule.name, rule.severity) for rule, _ in alerts])
 
+    def session_day(self, user: User) -> dt.date:
+        """The person's local date now: a conversation keeps one session per local day
+        (SPEC §4.2), in the person's time zone (UTC when it is unknown)."""
+        return self.clock().astimezone(_zone(user.timezone)).date()
+
     async def _begin(self, message: IncomingMessage) -> Turn:
         tenant_id, user = await resolve_user(self.db, message, self.settings.default_timezone)
-        today = self.clock().astimezone(_zone(user.timezone)).date()
+        today = self.session_day(user)
         key = sessions.SessionKey(
             tenant_id, user.id, message.platform, message.conversation_key, today
         )

@@ -6,13 +6,13 @@ import re
 
 from bot import tenancy
 from bot.errors import NotFound
-from bot.messages import IncomingMessage
+from bot.messages import IncomingMessage, Profile
 from storage import users
+from storage.database import Database
 from storage.tenants import DEFAULT_TENANT
 from storage.users import Identity
 
-__all__ = ["DEFAULT_TENANT", "Identity", "is_known", "placeholder_email", "resolve_user"]
-from storage.database import Database
+__all__ = ["DEFAULT_TENANT", "Identity", "placeholder_email", "resolve_user"]
 
 
 def placeholder_email(message: IncomingMessage) -> str:
@@ -25,34 +25,37 @@ def placeholder_email(message: IncomingMessage) -> str:
 async def resolve_user(
     db: Database, message: IncomingMessage, default_timezone: str
 ) -> tuple[int, users.User]:
-    """The tenant id and directory user behind a message.
+    """The tenant id and directory user behind a message: the one place a platform identity
+    becomes a person, called once per message.
 
-    Known identity → its user. Otherwise a user with the platform's email is linked to this
-    identity; failing that, a new user with public access only is created and linked."""
+    Known identity → its user. Otherwise the platform's profile is asked for (only now, and
+    only when the edge can), a user with that email is linked to this identity; failing that, a
+    new user with public access only is created and linked."""
     tenant_id = await tenancy.tenant_id(db, message.tenant)
-    async with db.transaction() as conn:
-        if message.trusted_email:
+    if message.trusted_email:
+        async with db.pool.acquire() as conn:
             user = await users.get_by_email(conn, tenant_id, message.trusted_email)
-            if user is None:
-                raise NotFound(f"no user with email {message.trusted_email}")
-            return tenant_id, user
-        identity = Identity(message.platform, message.workspace_id, message.user_id)
+        if user is None:
+            raise NotFound(f"no user with email {message.trusted_email}")
+        return tenant_id, user
+    identity = Identity(message.platform, message.workspace_id, message.user_id)
+    async with db.pool.acquire() as conn:
         user = await users.find_by_identity(conn, tenant_id, identity)
-        if user is not None:
-            return tenant_id, user
+    if user is not None:
+        return tenant_id, user
+    profile = Profile(message.email, message.display_name)
+    if profile.email is None and message.lookup_profile is not None:
+        # Outside any transaction: this is a call to the platform.
+        profile = await message.lookup_profile()
+    async with db.transaction() as conn:
+        # Two first messages from one new person race here harmlessly: both find or create
+        # the same user by email, and linking is idempotent.
         user = await users.create_if_missing(
             conn,
             tenant_id,
-            message.email or placeholder_email(message),
-            message.display_name or message.user_id,
+            profile.email or placeholder_email(message),
+            profile.display_name or message.display_name or message.user_id,
             default_timezone,
         )
         await users.link_identity(conn, tenant_id, user.id, identity)
-        return tenant_id, user
-
-
-async def is_known(db: Database, tenant: str, identity: Identity) -> bool:
-    """Whether a platform identity already maps to a directory user (no platform lookup needed)."""
-    tenant_id = await tenancy.tenant_id(db, tenant)
-    async with db.pool.acquire() as conn:
-        return await users.find_by_identity(conn, tenant_id, identity) is not None
+    return tenant_id, user

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+from anthropic.types import MessageParam, TextBlockParam, ToolParam, ToolUseBlock
 
 from bot.errors import DeskmateError
 from bot.retry import retry_after_seconds
@@ -137,8 +138,8 @@ class Claude:
     async def stream(
         self,
         *,
-        system: list[dict[str, Any]],
-        messages: list[dict[str, Any]],
+        system: list[TextBlockParam],
+        messages: list[MessageParam],
         max_tokens: int = 1500,
         on_delta: DeltaCallback | None = None,
     ) -> Completion:
@@ -150,9 +151,9 @@ class Claude:
     async def call_tool(
         self,
         *,
-        system: list[dict[str, Any]],
-        messages: list[dict[str, Any]],
-        tool: dict[str, Any],
+        system: list[TextBlockParam],
+        messages: list[MessageParam],
+        tool: ToolParam,
         max_tokens: int = 1000,
     ) -> Completion:
         """Make Claude answer by calling `tool`; the completion carries the tool's input."""
@@ -164,7 +165,7 @@ class Claude:
                 tools=[tool], tool_choice={"type": "tool", "name": tool["name"]},
             )  # fmt: skip
             tool_input = next(
-                (b.input for b in message.content if getattr(b, "type", "") == "tool_use"), None
+                (b.input for b in message.content if isinstance(b, ToolUseBlock)), None
             )
             return Completion(
                 text="", model=message.model, usage=_usage(message.usage),
@@ -177,8 +178,8 @@ class Claude:
 
     async def _stream_once(
         self,
-        system: list[dict[str, Any]],
-        messages: list[dict[str, Any]],
+        system: list[TextBlockParam],
+        messages: list[MessageParam],
         max_tokens: int,
         on_delta: DeltaCallback | None,
         emitted: list[bool],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.commands import memory_id
 from bot.embeddings import Embedder
@@ -15,6 +15,9 @@ from storage import measurements
 from storage import memories as store
 from storage.database import Database
 
+if TYPE_CHECKING:
+    from anthropic.types import ToolParam
+
 logger = logging.getLogger("deskmate.memory")
 
 # An explicit "remember" this close to an existing memory replaces it instead of duplicating it.
@@ -23,7 +26,7 @@ SAME_FACT_SIMILARITY = 0.92
 FORGET_SIMILARITY = 0.5
 EXTRACTION_CANDIDATES = 8
 
-EXTRACTION_TOOL: dict[str, Any] = {
+EXTRACTION_TOOL: ToolParam = {
     "name": "update_memories",
     "description": (
         "Record durable facts about the user learned from this exchange, comparing each with "
@@ -147,7 +150,8 @@ class Memories:
             importance = min(1.0, max(0.0, float(op.get("importance") or 0.5)))
             tags = [str(t) for t in op.get("tags") or []]
             # Claude may only touch the memories it was shown: an id it made up is ignored.
-            if action in ("UPDATE", "DELETE") and target not in allowed:
+            offered = target if isinstance(target, int) and target in allowed else None
+            if action in ("UPDATE", "DELETE") and offered is None:
                 logger.info("ignoring %s of memory %r not offered to the model", action, target)
                 continue
             async with self.db.transaction() as conn:
@@ -161,7 +165,7 @@ class Memories:
                     )
                     await store.add(conn, tenant_id, user_id, new)
                     added += 1
-                elif action == "UPDATE" and content:
+                elif action == "UPDATE" and content and offered is not None:
                     new = store.NewMemory(
                         content,
                         await self.embedder.embed_query(content),
@@ -169,7 +173,7 @@ class Memories:
                         "extracted",
                         tags,
                     )
-                    updated += bool(await store.update(conn, tenant_id, user_id, target, new))
-                elif action == "DELETE":
-                    deleted += len(await store.deactivate(conn, tenant_id, user_id, [target]))
+                    updated += bool(await store.update(conn, tenant_id, user_id, offered, new))
+                elif action == "DELETE" and offered is not None:
+                    deleted += len(await store.deactivate(conn, tenant_id, user_id, [offered]))
         return ExtractionResult(added, updated, deleted)

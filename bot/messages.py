@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -14,13 +15,28 @@ class ReplyStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Profile:
+    """What a platform says about a person: used to match them to the directory by email."""
+
+    email: str | None = None
+    display_name: str | None = None
+
+
+# Asks the platform for the sender's profile; called only for a person the directory does not
+# know yet, and at most once per message.
+ProfileLookup = Callable[[], Awaitable[Profile]]
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     """One message a person sent deskmate, whatever the platform.
 
     `conversation_id` is the DM, channel or chat; `thread_id` the thread inside it, if any.
     `is_direct` is true in direct messages and a user's own assistant threads: only there are
-    personal memories used. `email` and `display_name` help match an unknown user; `trusted_email`
-    is set only by surfaces that authenticated the person by email themselves (terminal, web demo).
+    personal memories used. `email` and `display_name` help match an unknown user, and
+    `lookup_profile`, when the edge can ask its platform (Slack's users.info, Teams' member
+    lookup), is how it gets them only when needed; `trusted_email` is set only by surfaces that
+    authenticated the person by email themselves (terminal, web demo).
     """
 
     platform: str
@@ -35,6 +51,7 @@ class IncomingMessage:
     email: str | None = None
     display_name: str | None = None
     trusted_email: str | None = None
+    lookup_profile: ProfileLookup | None = field(default=None, compare=False, repr=False)
 
     @property
     def conversation_key(self) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from storage.memories import ScoredMemory
 from storage.retrieval import ChunkHit
 from storage.sessions import Message
+
+if TYPE_CHECKING:
+    from anthropic.types import MessageParam, TextBlockParam
 
 # Never changes between requests, so Anthropic's prompt cache can serve it (cache_control).
 SYSTEM_PROMPT = """You are deskmate, the assistant employees of this organisation talk to in \
@@ -74,7 +77,7 @@ def render_context(
     return "\n".join(lines)
 
 
-def system_blocks(context: str) -> list[dict[str, Any]]:
+def system_blocks(context: str) -> list[TextBlockParam]:
     """The system prompt marked cacheable, then the context (which changes every time)."""
     return [
         {"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}},
@@ -82,9 +85,12 @@ def system_blocks(context: str) -> list[dict[str, Any]]:
     ]
 
 
+Role = Literal["user", "assistant"]
+
+
 def conversation(
     earlier: Sequence[Message], question: str, *, budget_tokens: int = 3000
-) -> list[dict[str, Any]]:
+) -> list[MessageParam]:
     """Today's earlier turns that fit the budget (newest kept), then the question.
 
     The Messages API wants alternating roles starting with the user, so consecutive turns of one
@@ -99,19 +105,27 @@ def conversation(
             break
         kept.append(message)
         spent += cost
-    turns: list[dict[str, Any]] = []
+    turns: list[tuple[Role, str]] = []
     for message in [*reversed(kept)]:
-        if turns and turns[-1]["role"] == message.role:
-            turns[-1]["content"] += "\n\n" + message.content
+        role: Role = "user" if message.role == "user" else "assistant"
+        if turns and turns[-1][0] == role:
+            turns[-1] = (role, turns[-1][1] + "\n\n" + message.content)
         else:
-            turns.append({"role": message.role, "content": message.content})
-    while turns and turns[0]["role"] != "user":
+            turns.append((role, message.content))
+    while turns and turns[0][0] != "user":
         turns.pop(0)
-    if turns and turns[-1]["role"] == "user":
-        turns[-1]["content"] += "\n\n" + question
+    if turns and turns[-1][0] == "user":
+        turns[-1] = ("user", turns[-1][1] + "\n\n" + question)
     else:
-        turns.append({"role": "user", "content": question})
-    return turns
+        turns.append(("user", question))
+    return [_turn(role, text) for role, text in turns]
+
+
+def _turn(role: Role, text: str) -> MessageParam:
+    # Spelled out per role: the SDK types a user turn and an assistant turn apart.
+    if role == "user":
+        return {"role": "user", "content": text}
+    return {"role": "assistant", "content": text}
 
 
 def cited_numbers(answer: str, available: int) -> list[int]:

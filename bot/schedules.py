@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from bot import tenancy
 from bot.commands import parse_command
 from bot.cron import CronError, next_slot, parse_cron, zone
@@ -21,7 +19,7 @@ from bot.digest import parse_scope
 from bot.directory import PLATFORMS, check_email
 from bot.errors import NotFound, UsageError
 from storage import audit, channels, jobs, schedules, tenants, users
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.schedules import NewSchedule, Schedule
 
 MAX_TEXT = 3000
@@ -125,7 +123,7 @@ class Schedules:
         return after
 
     async def _get(
-        self, conn: asyncpg.Connection, tenant_id: int, schedule_id: int,
+        self, conn: Connection, tenant_id: int, schedule_id: int,
         requester: users.User | None, *, lock: bool = False,
     ) -> Schedule:  # fmt: skip
         schedule = await schedules.get(conn, tenant_id, schedule_id, lock=lock)
@@ -138,7 +136,7 @@ class Schedules:
         return schedule
 
     async def _validated(
-        self, conn: asyncpg.Connection, tenant_id: int, request: ScheduleRequest,
+        self, conn: Connection, tenant_id: int, request: ScheduleRequest,
         requester: users.User | None, now: dt.datetime,
     ) -> NewSchedule:  # fmt: skip
         platform, channel = _target(request)
@@ -154,7 +152,7 @@ class Schedules:
                            timezone=timezone, next_run_at=next_run_at)  # fmt: skip
 
     async def _run_as(
-        self, conn: asyncpg.Connection, tenant_id: int, request: ScheduleRequest,
+        self, conn: Connection, tenant_id: int, request: ScheduleRequest,
         requester: users.User | None, kind: str,
     ) -> str | None:  # fmt: skip
         email = check_email(request.run_as) if request.run_as else None
@@ -173,7 +171,7 @@ class Schedules:
         return email
 
     async def _check_digest(
-        self, conn: asyncpg.Connection, tenant_id: int, platform: str, channel: str,
+        self, conn: Connection, tenant_id: int, platform: str, channel: str,
         payload: dict[str, Any], requester: users.User | None,
     ) -> None:  # fmt: skip
         """A department digest quotes its people's questions: it may only go to a channel
@@ -195,7 +193,7 @@ class Schedules:
                              "clear it with 'deskmate channels map' first")  # fmt: skip
 
     async def _audit(
-        self, conn: asyncpg.Connection, schedule: Schedule, action: str,
+        self, conn: Connection, schedule: Schedule, action: str,
         before: dict[str, Any] | None, after: dict[str, Any] | None,
     ) -> None:  # fmt: skip
         await audit.record(conn, tenant_id=schedule.tenant_id, actor=self.actor, action=action,

@@ -10,7 +10,7 @@ import os
 import zoneinfo
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -206,12 +206,13 @@ def _variable_name(loc: tuple[int | str, ...]) -> str:
     return field.upper()
 
 
-def load_settings(env_file: str | Path | None = ".env", **overrides: object) -> Settings:
-    """Read the settings, or raise ConfigError whose message is the one line to show."""
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Read the settings, or raise ConfigError whose message is the one line to show.
+    `overrides` are field values; pydantic validates them like the environment's."""
     if env_file is not None and not os.path.exists(env_file):
         env_file = None
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
         message = str(error["msg"]).removeprefix("Value error, ")

@@ -31,8 +31,9 @@ class Spawner:
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            report_error(task.exception(), where=f"task:{task.get_name()}")  # type: ignore[arg-type]
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            report_error(failure, where=f"task:{task.get_name()}")
 
     @property
     def running(self) -> int:

@@ -1,6 +1,7 @@
-"""Time-driven work: scheduled deliveries, digests, nightly episodes and (issue 7) alert
-evaluation, run by an APScheduler loop inside every deskmate process (see docs/scheduler.md).
+"""Time-driven work: scheduled deliveries, digests, nightly episodes and alert evaluation, run
+by an APScheduler loop inside every `deskmate serve` process (see docs/scheduler.md).
 
-`service.Scheduler` is the loop; `slots` the pure cron and backoff arithmetic; `worker` the
-delivery worker; `content` what a run posts.
+`loop.Scheduler` is the loop; `worker` the delivery worker; `content` what a run posts. The cron
+and backoff arithmetic is `bot.cron`, below both the loop and the core that validates schedules.
+It posts through the senders the platforms registered (bot/outbound.py), never importing them.
 """

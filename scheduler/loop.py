@@ -227,7 +227,7 @@ class Scheduler:
                                    f"{type(exc).__name__} (reference {reference})")  # fmt: skip
                 return
             finally:
-                self._running.discard(task)  # type: ignore[arg-type]
+                self._running.discard(task)
             if details or not quiet:
                 await self._record(name, "succeeded", started, details)
 

@@ -18,6 +18,9 @@ from storage.migrate import apply_migrations, check_embedding_dimension, pending
 
 logger = logging.getLogger("deskmate.storage")
 
+# A pooled connection, as the rooms above storage name it when they pass one to a query module.
+Connection = asyncpg.Connection
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # Every connection of the pool speaks `vector` as numpy arrays and jsonb as Python objects.

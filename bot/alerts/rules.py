@@ -101,7 +101,8 @@ class AlertRules:
             except CustomSQLError as exc:
                 raise UsageError(f"custom_sql rejected: {exc}") from None
 
-    async def list(self, tenant: str) -> list[Rule]:
+    async def listing(self, tenant: str) -> list[Rule]:
+        """The organisation's alert rules, enabled or not, by name."""
         tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.pool.acquire() as conn:
             return await alerts.list_rules(conn, tenant_id)

@@ -168,7 +168,7 @@ async def seed(runtime: Runtime, *, tenant: str = tenants.DEFAULT_TENANT) -> lis
 
 
 async def _alert_rules(runtime: Runtime, tenant: str) -> None:
-    existing = {rule.name for rule in await runtime.alert_rules.list(tenant)}
+    existing = {rule.name for rule in await runtime.alert_rules.listing(tenant)}
     for rule in ALERT_RULES:
         if rule.name not in existing:
             await runtime.alert_rules.add(tenant, rule)

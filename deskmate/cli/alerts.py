@@ -137,7 +137,7 @@ async def alerts_add(args: argparse.Namespace, settings: Settings) -> int:
 
 async def alerts_list(args: argparse.Namespace, settings: Settings) -> int:
     async with alert_rules(settings) as rules:
-        found = await rules.list(args.tenant)
+        found = await rules.listing(args.tenant)
     rows = [("NAME", "METRIC", "CONDITION", "WINDOW", "SEVERITY", "STATE", "LAST VALUE", "NOTIFY")]
     for r in found:
         state = r.state if r.enabled else "disabled"

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 import threading
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from bot.directory import Directory
@@ -16,6 +17,7 @@ from deskmate.cli.options import add_tenant_option
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
+    from storage.users import User
 
 EXIT_WORDS = {"exit", "quit", ":q"}
 
@@ -94,7 +96,7 @@ async def run_chat(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _chat_user(runtime: Runtime, tenant: str, email: str | None):  # type: ignore[no-untyped-def]
+async def _chat_user(runtime: Runtime, tenant: str, email: str | None) -> User:
     entries = await Directory(runtime.db, actor="chat").list_users(tenant)
     active = [e.user for e in entries if e.user.is_active]
     if email is not None:
@@ -130,7 +132,7 @@ def _print_sources(reply: Reply) -> None:
     print(flush=True)
 
 
-async def _lines(prompt: str):  # type: ignore[no-untyped-def]
+async def _lines(prompt: str) -> AsyncIterator[str]:
     """Lines typed at the prompt. A daemon thread reads stdin so Ctrl-C never waits on it."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()

@@ -22,11 +22,11 @@ from bot.errors import report_error
 from bot.installations import SlackInstallations
 from bot.outbound import DeliveryError, Target
 from bot.runtime import Runtime
-from handlers.slack import interactions as slack_work
+from handlers.slack import interactions
 from handlers.slack.events import message_from_event
 from handlers.slack.oauth import add_oauth_routes, oauth_settings
 from handlers.slack.rendering import parse_action_id
-from handlers.slack.sender import SlackSender, slack_client
+from handlers.slack.sender import Resolve, SlackSender, slack_client
 
 logger = logging.getLogger("deskmate.slack")
 
@@ -45,12 +45,12 @@ def build_bolt(runtime: Runtime, client: AsyncWebClient) -> AsyncApp:
     )
     if multi:
         bolt.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked
-    work = slack_work.SlackWork(runtime, multi_workspace=multi)
+    work = interactions.SlackInteractions(runtime, multi_workspace=multi)
     _add_listeners(bolt, runtime, work)
     return bolt
 
 
-def _add_listeners(bolt: AsyncApp, runtime: Runtime, work: slack_work.SlackWork) -> None:
+def _add_listeners(bolt: AsyncApp, runtime: Runtime, work: interactions.SlackInteractions) -> None:
     spawn = runtime.tasks.spawn
 
     async def on_message_event(
@@ -129,7 +129,7 @@ def install(app: web.Application, runtime: Runtime) -> None:
         _install_socket_mode(app, runtime, bolt)
 
 
-def _installed_client(runtime: Runtime):  # type: ignore[no-untyped-def]
+def _installed_client(runtime: Runtime) -> Resolve:
     """Multi-workspace senders: the bot token of the workspace behind the target's tenant."""
     installations = SlackInstallations(runtime.db)
 

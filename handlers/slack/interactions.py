@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncRespond
@@ -11,9 +12,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.actions import Click
 from bot.errors import DeskmateError, report_error
-from bot.identity import DEFAULT_TENANT, Identity, is_known
+from bot.identity import DEFAULT_TENANT
 from bot.installations import workspace_tenant
-from bot.messages import IncomingMessage, Reply
+from bot.messages import IncomingMessage, Profile, Reply
 from bot.runtime import Runtime
 from handlers.slack.events import SlackMessage
 from handlers.slack.home import home_view
@@ -29,7 +30,19 @@ SUGGESTED_PROMPTS = [
 ]
 
 
-class SlackWork:
+async def _users_info(client: AsyncWebClient, user_id: str) -> Profile:
+    """Email and name from users.info; the core asks only for people it does not know yet."""
+    try:
+        response = await client.users_info(user=user_id)
+    except (SlackApiError, SlackClientError) as exc:
+        logger.warning("users.info failed for %s: %s", user_id, exc)
+        return Profile()
+    user = response.get("user") or {}
+    profile = user.get("profile") or {}
+    return Profile(profile.get("email"), profile.get("real_name") or user.get("real_name"))
+
+
+class SlackInteractions:
     """Each method gets the Web API client Bolt authorised for the request's workspace."""
 
     def __init__(self, runtime: Runtime, *, multi_workspace: bool) -> None:
@@ -67,28 +80,12 @@ class SlackWork:
 
     async def _incoming(self, message: SlackMessage, client: AsyncWebClient) -> IncomingMessage:
         tenant = self.tenant_for(message.team_id)
-        email, name = await self._profile(client, tenant, message.team_id, message.user)
         return IncomingMessage(
             platform="slack", user_id=message.user, conversation_id=message.channel,
             text=message.text, is_direct=message.is_direct, tenant=tenant,
             workspace_id=message.team_id, thread_id=message.session_thread,
-            message_id=message.ts, email=email, display_name=name,
+            message_id=message.ts, lookup_profile=partial(_users_info, client, message.user),
         )  # fmt: skip
-
-    async def _profile(
-        self, client: AsyncWebClient, tenant: str, team_id: str, user_id: str
-    ) -> tuple[str | None, str | None]:
-        """Email and name from users.info, only for people the directory does not know yet."""
-        if await is_known(self.runtime.db, tenant, Identity("slack", team_id, user_id)):
-            return None, None
-        try:
-            response = await client.users_info(user=user_id)
-        except (SlackApiError, SlackClientError) as exc:
-            logger.warning("users.info failed for %s: %s", user_id, exc)
-            return None, None
-        user = response.get("user") or {}
-        profile = user.get("profile") or {}
-        return profile.get("email"), profile.get("real_name") or user.get("real_name")
 
     async def command(
         self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
@@ -126,9 +123,12 @@ class SlackWork:
 
     async def suggest_prompts(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         thread = event.get("assistant_thread") or {}
+        channel_id = thread.get("channel_id")
+        if not channel_id:  # a malformed event: there is no thread to suggest prompts in
+            return
         try:
             await client.assistant_threads_setSuggestedPrompts(
-                channel_id=thread.get("channel_id"), thread_ts=thread.get("thread_ts"),
+                channel_id=channel_id, thread_ts=thread.get("thread_ts"),
                 prompts=SUGGESTED_PROMPTS, title="Ask me about your company's documents",
             )  # fmt: skip
         except (SlackApiError, SlackClientError) as exc:

@@ -124,7 +124,8 @@ class SlackSender:
             )
         except (SlackApiError, SlackClientError) as exc:
             raise delivery_error(exc) from exc
-        for item in response.get("messages", []):
+        messages: list[dict[str, Any]] = response.get("messages") or []
+        for item in messages:
             metadata = item.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
             if (

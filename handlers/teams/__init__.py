@@ -28,7 +28,7 @@ from handlers.teams.activities import (
     message_from_activity,
 )
 from handlers.teams.connector import ConnectorPolicy
-from handlers.teams.interactions import TeamsWork
+from handlers.teams.interactions import TeamsInteractions
 from handlers.teams.references import ConversationBook
 from handlers.teams.sdk import TeamsSdk
 from handlers.teams.sender import TeamsSender
@@ -38,7 +38,7 @@ logger = logging.getLogger("deskmate.teams")
 # What Teams shows the clicker of an Action.Execute button next to the card.
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
 # Activities deskmate only remembers the conversation of (the SDK warns about unrouted ones).
-QUIET_ACTIVITIES = [
+QUIET_ACTIVITIES: list[str | ActivityTypes] = [
     ActivityTypes.conversation_update, ActivityTypes.installation_update,
     ActivityTypes.message_reaction, ActivityTypes.message_update, ActivityTypes.message_delete,
     ActivityTypes.typing, ActivityTypes.event, ActivityTypes.end_of_conversation,
@@ -47,7 +47,9 @@ QUIET_ACTIVITIES = [
 SDK_AUTH_CONFIG_KEY = "agent_configuration"
 
 
-def add_routes(sdk: TeamsSdk, runtime: Runtime, book: ConversationBook, work: TeamsWork) -> None:
+def add_routes(
+    sdk: TeamsSdk, runtime: Runtime, book: ConversationBook, work: TeamsInteractions
+) -> None:
     """deskmate's listeners on the AgentApplication."""
     agent = sdk.agent
 
@@ -88,8 +90,11 @@ def add_routes(sdk: TeamsSdk, runtime: Runtime, book: ConversationBook, work: Te
         message = message_from_activity(activity)
         if message is None or not await runtime.events.claim(TEAMS, message.event_key):
             return
+        # The adapter gives every inbound turn the request's identity; a turn without one
+        # answers as deskmate itself, like a proactive post.
+        identity = context.identity or sdk.bot_identity()
         runtime.tasks.spawn(
-            work.answer(message, activity.model_copy(deep=True), context.identity),
+            work.answer(message, activity.model_copy(deep=True), identity),
             name=f"teams-answer:{message.event_key}",
         )
 
@@ -109,7 +114,7 @@ def install(app: web.Application, runtime: Runtime) -> None:
     book = ConversationBook(runtime.db)
     sender = TeamsSender(sdk, book)
     runtime.senders.register(sender)
-    add_routes(sdk, runtime, book, TeamsWork(runtime, sdk, sender))
+    add_routes(sdk, runtime, book, TeamsInteractions(runtime, sdk, sender))
     with warnings.catch_warnings():
         # The SDK's middleware reads its configuration under this plain string key.
         warnings.simplefilter("ignore", web.NotAppKeyWarning)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -16,8 +17,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.actions import Click, ClickResult
 from bot.errors import DeskmateError, report_error
-from bot.identity import is_known
-from bot.messages import IncomingMessage, Reply
+from bot.messages import IncomingMessage, Profile, Reply
 from bot.outbound import Outbound, Target
 from bot.runtime import Runtime
 from handlers.teams.activities import (
@@ -32,7 +32,6 @@ from handlers.teams.connector import CONNECTOR_ERRORS
 from handlers.teams.reply import send_reply, stream_answer, text_activities
 from handlers.teams.sdk import TeamsSdk
 from handlers.teams.sender import TeamsSender
-from storage.users import Identity
 
 logger = logging.getLogger("deskmate.teams")
 
@@ -42,7 +41,25 @@ PRIVATE_ONLY = "That is only for you to see: ask me in a personal chat with desk
 GROUP_TYPING = TypingOptions(initial_delay_ms=0, interval_ms=3000)
 
 
-class TeamsWork:
+async def _member_profile(context: TurnContext, incoming: IncomingMessage) -> Profile:
+    """The sender's email (or UPN) and name from the Bot Connector's member lookup."""
+    connector: Any = context.services.get(ConnectorClientBase)
+    sender = context.activity.from_property
+    if connector is None or sender is None or not hasattr(connector, "get_conversation_member"):
+        return Profile()
+    try:
+        member = await connector.get_conversation_member(incoming.conversation_id, sender.id)
+    except (aiohttp.ClientError, ValueError) as exc:
+        logger.warning("Teams member lookup failed: %s", type(exc).__name__)
+        return Profile()
+    address = member.email or member.user_principal_name
+    return Profile(
+        email=address.lower() if address and "@" in address else None,
+        display_name=member.name or incoming.display_name,
+    )
+
+
+class TeamsInteractions:
     """Answers and button clicks, each in an SDK turn of its own conversation."""
 
     def __init__(self, runtime: Runtime, sdk: TeamsSdk, sender: TeamsSender) -> None:
@@ -63,7 +80,7 @@ class TeamsWork:
             await self.runtime.events.finish(TEAMS, message.event_key, ok=ok)
 
     async def _answer(self, context: TurnContext, message: TeamsMessage) -> None:
-        incoming = await self._with_profile(context, message.incoming)
+        incoming = self._with_profile(context, message.incoming)
         handle = self.runtime.conversation.handle
         if message.kind == PERSONAL:
             await stream_answer(context, incoming, handle)
@@ -81,28 +98,12 @@ class TeamsWork:
         else:
             await send_reply(context, reply)
 
-    async def _with_profile(
-        self, context: TurnContext, incoming: IncomingMessage
-    ) -> IncomingMessage:
-        """Email (UPN) and name from Teams, only for people the directory does not know yet:
-        that is how `users add` entries without a Teams id find their person."""
-        identity = Identity(TEAMS, incoming.workspace_id, incoming.user_id)
-        if await is_known(self.runtime.db, incoming.tenant, identity):
-            return incoming
-        connector: Any = context.services.get(ConnectorClientBase)
-        sender = context.activity.from_property
-        if connector is None or sender is None or not hasattr(connector, "get_conversation_member"):
-            return incoming
-        try:
-            member = await connector.get_conversation_member(incoming.conversation_id, sender.id)
-        except (aiohttp.ClientError, ValueError) as exc:
-            logger.warning("Teams member lookup failed: %s", type(exc).__name__)
-            return incoming
-        address = member.email or member.user_principal_name
+    def _with_profile(self, context: TurnContext, incoming: IncomingMessage) -> IncomingMessage:
+        """Let the core ask Teams for the sender's email (UPN) and name when it does not know
+        them yet: that is how `users add` entries without a Teams id find their person."""
         return dataclasses.replace(
-            incoming, email=address.lower() if address and "@" in address else None,
-            display_name=member.name or incoming.display_name,
-        )  # fmt: skip
+            incoming, lookup_profile=partial(_member_profile, context, incoming)
+        )
 
     async def _answer_privately(self, context: TurnContext, reply: Reply) -> None:
         """Commands show personal things (memories): outside a personal chat they go to the

@@ -1,6 +1,6 @@
 """Showing an answer in Teams: streamed in personal chats, posted whole in groups and threads.
 
-These run inside an SDK turn of the conversation the question came from (see TeamsWork), so
+These run inside an SDK turn of the conversation the question came from (see TeamsInteractions), so
 `context.send_activity` replies to the person's message, in its channel thread if it has one.
 """
 

@@ -48,9 +48,9 @@ class NoTurnState(Storage):
     """deskmate keeps no per-turn SDK state: sessions and conversation references live in
     PostgreSQL. The SDK's MemoryStorage would instead grow with every conversation seen."""
 
-    async def read(
-        self, keys: list[str], *, target_cls: type[StoreItem], **kwargs: Any
-    ) -> dict[str, StoreItem]:
+    async def read[T: StoreItem](
+        self, keys: list[str], *, target_cls: type[T], **kwargs: Any
+    ) -> dict[str, T]:
         return {}
 
     async def write(self, changes: dict[str, StoreItem]) -> None:

@@ -115,7 +115,9 @@ class Guard:
             )
 
     def matches(self, presented: str) -> bool:
-        return bool(self.token) and secrets.compare_digest(presented.encode(), self.token.encode())
+        if not self.token:  # no token set: nothing presented can match
+            return False
+        return secrets.compare_digest(presented.encode(), self.token.encode())
 
 
 GUARD = web.AppKey("webchat_guard", Guard)

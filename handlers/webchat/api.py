@@ -1,23 +1,21 @@
 """The web chat's JSON API: who can talk, where, what was said today, and sending and clicking.
 
 Every request is checked completely before anything is stored; answers are produced in the
-background (ack first) and reach the page through its event stream (handlers/webchat_stream.py).
+background (ack first) and reach the page through its event stream (handlers/webchat/stream.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
-import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from bot import tenancy
 from bot.actions import Click
 from bot.errors import NotFound, UsageError
+from bot.local_chat import LocalChat
 from bot.runtime import Runtime
 from handlers.webchat.answer import answer
 from handlers.webchat.hub import Event, Hub, Room
@@ -34,8 +32,9 @@ from handlers.webchat.views import (
     question_view,
     turn_view,
 )
-from storage import channels, tenants, users, webchat
-from storage.webchat import Post
+from storage.tenants import DEFAULT_TENANT
+from storage.users import User
+from storage.webchat import WEB, Post
 
 # How many of a channel's posts a page shows when it opens.
 CHANNEL_HISTORY = 100
@@ -49,31 +48,19 @@ class WebChat:
     hub: Hub
     posts: ChannelPosts
     sender: WebSender
-    tenant: str = tenants.DEFAULT_TENANT
+    tenant: str = DEFAULT_TENANT
+    core: LocalChat = field(init=False)
 
-    async def person(self, email: str) -> users.User:
+    def __post_init__(self) -> None:
+        self.core = LocalChat(self.runtime.db, self.runtime.conversation, self.tenant)
+
+    async def person(self, email: str) -> User:
         """The active directory user with that email, or NotFound."""
-        tenant_id = await tenancy.tenant_id(self.runtime.db, self.tenant)
-        async with self.runtime.db.pool.acquire() as conn:
-            user = await users.get_by_email(conn, tenant_id, email.strip().lower())
-        if user is None or not user.is_active:
-            raise NotFound(f"no active user with email {email}")
-        return user
+        return await self.core.person(email)
 
     async def channels(self) -> dict[str, list[str]]:
-        """Web channels by id with the departments they are cleared for: the public
-        departments' channels, the cleared ones, and any a message was posted into."""
-        tenant_id = await tenancy.tenant_id(self.runtime.db, self.tenant)
-        async with self.runtime.db.pool.acquire() as conn:
-            cleared = await channels.list_clearances(conn, tenant_id, webchat.WEB)
-            posted = await webchat.channels_with_posts(conn, tenant_id)
-        found = {f"#{d}": [d] for d in self.runtime.settings.public_departments}
-        for clearance in cleared:
-            if clearance.channel_id.startswith("#"):
-                found.setdefault(clearance.channel_id, []).append(clearance.department)
-        for channel in posted:
-            found.setdefault(channel, [])
-        return found
+        """Web channels by id with the departments they are cleared for."""
+        return await self.core.channels(self.runtime.settings.public_departments)
 
     async def channel(self, name: object) -> str:
         """The id of a web channel the page may use, or NotFound."""
@@ -81,14 +68,6 @@ class WebChat:
         if channel not in await self.channels():
             raise NotFound(f"there is no web channel {channel}")
         return channel
-
-    def today(self, user: users.User) -> dt.date:
-        """The person's local date: sessions are per local day (SPEC §4.2)."""
-        try:
-            zone = zoneinfo.ZoneInfo(user.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            zone = zoneinfo.ZoneInfo("UTC")
-        return self.runtime.conversation.clock().astimezone(zone).date()
 
 
 WEBCHAT = web.AppKey("webchat", WebChat)
@@ -118,14 +97,11 @@ async def info(request: web.Request) -> web.Response:
 
 async def list_users(request: web.Request) -> web.Response:
     """The active users one may talk as, with the departments they read."""
-    chat = request.app[WEBCHAT]
-    tenant_id = await tenancy.tenant_id(chat.runtime.db, chat.tenant)
-    async with chat.runtime.db.pool.acquire() as conn:
-        found = await users.list_users(conn, tenant_id)
+    found = await request.app[WEBCHAT].core.people()
     return web.json_response({"users": [
         {"email": u.email, "name": u.display_name, "departments": list(u.department_access),
          "head_of": list(u.dept_head_for), "super_user": u.is_super_user}
-        for u in found if u.is_active
+        for u in found
     ]})  # fmt: skip
 
 
@@ -149,14 +125,9 @@ async def history(request: web.Request) -> web.Response:
     user = await chat.person(request.query.get("user", ""))
     if request.query.get("channel"):
         channel = await chat.channel(request.query["channel"])
-        tenant_id = await tenancy.tenant_id(chat.runtime.db, chat.tenant)
-        async with chat.runtime.db.pool.acquire() as conn:
-            posts = await webchat.recent_posts(conn, tenant_id, channel, limit=CHANNEL_HISTORY)
+        posts = await chat.core.recent_posts(channel, CHANNEL_HISTORY)
         return web.json_response({"posts": [post_view(p) for p in posts]})
-    async with chat.runtime.db.pool.acquire() as conn:
-        turns = await webchat.todays_turns(
-            conn, user.tenant_id, user.id, dm_conversation(user.email), chat.today(user)
-        )
+    turns = await chat.core.todays_turns(user, dm_conversation(user.email))
     return web.json_response({"posts": [
         turn_view(t, name=user.display_name, email=user.email) for t in turns
     ]})  # fmt: skip
@@ -199,7 +170,7 @@ async def click(request: web.Request) -> web.Response:
     if pressed.post is not None:
         post = await _post_with_button(chat, pressed.post, pressed.kind, pressed.value)
     result = await chat.runtime.actions.dispatch(Click(
-        kind=pressed.kind, value=pressed.value, platform=webchat.WEB, user_id=user.email,
+        kind=pressed.kind, value=pressed.value, platform=WEB, user_id=user.email,
         tenant=chat.tenant, email=user.email, display_name=user.display_name,
         trusted_email=user.email,
     ))  # fmt: skip
@@ -213,11 +184,7 @@ async def click(request: web.Request) -> web.Response:
 
 async def _post_with_button(chat: WebChat, post_id: int, kind: str, value: str) -> Post:
     """The channel post, when it really carries that button (a page cannot invent buttons)."""
-    tenant_id = await tenancy.tenant_id(chat.runtime.db, chat.tenant)
-    async with chat.runtime.db.pool.acquire() as conn:
-        post = await webchat.get_post(conn, tenant_id, post_id)
-    if post is None:
-        raise NotFound(f"there is no post {post_id}")
+    post = await chat.core.post(post_id)
     buttons: list[dict[str, Any]] = post.payload.get("actions", [])
     if not any(b.get("kind") == kind and b.get("value") == value for b in buttons):
         raise UsageError("that button is not on this post")

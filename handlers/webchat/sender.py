@@ -66,6 +66,12 @@ class ChannelPosts:
             self.hub.publish(Room(tenant, post.channel), Event("update", post_view(post)))
         return post
 
+    async def by_key(self, tenant: str, channel: str, idempotency_key: str) -> Post | None:
+        """The channel's post made with this idempotency key, if any."""
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
+        async with self.db.pool.acquire() as conn:
+            return await webchat.post_by_key(conn, tenant_id, channel, idempotency_key)
+
 
 class WebSender:
     """The `web` platform's sender: targets look like `web:#sales`."""
@@ -90,8 +96,7 @@ class WebSender:
         except Exception as exc:  # the web chat's "platform" is our database: likely transient
             logger.warning("web chat post to %s failed: %s", target, type(exc).__name__)
             raise DeliveryError(f"could not post to {target}", retryable=True) from exc
-        # Replies to this post (an alert's "resolved") use the post itself as their thread.
-        return Delivery(message_id=str(post.id), thread=target.thread or str(post.id))
+        return _delivery(target, post)
 
     async def update(self, target: Target, message_id: str, message: Outbound) -> None:
         """Replace an earlier post's content, e.g. an alert once acknowledged."""
@@ -109,6 +114,24 @@ class WebSender:
             raise DeliveryError(f"could not update a post in {target}", retryable=True) from exc
         if post is None:
             raise DeliveryError(f"no post {message_id} in {target}", retryable=False)
+
+    async def find(self, target: Target, idempotency_key: str) -> Delivery | None:
+        """The post an earlier attempt with this key made in the channel, if any: the key is
+        stored with the post, so the web chat can always tell."""
+        channel = _channel(target)
+        try:
+            post = await self.posts.by_key(target.tenant, channel, idempotency_key)
+        except NotFound as exc:
+            raise DeliveryError(str(exc), retryable=False) from exc
+        except Exception as exc:
+            logger.warning("web chat lookup in %s failed: %s", target, type(exc).__name__)
+            raise DeliveryError(f"could not look for a post in {target}", retryable=True) from exc
+        return None if post is None else _delivery(target, post)
+
+
+def _delivery(target: Target, post: Post) -> Delivery:
+    # Replies to this post (an alert's "resolved") use the post itself as their thread.
+    return Delivery(message_id=str(post.id), thread=target.thread or str(post.id))
 
 
 def _channel(target: Target) -> str:

@@ -1,0 +1,76 @@
+"""What the local web chat shows (SPEC §8): who may talk, its channels and their posts, and a
+person's turns of today. The page and its JSON API live in handlers/webchat/; the rules and
+the queries live here, so the edge only reads requests and shapes answers.
+"""
+
+from __future__ import annotations
+
+from bot import tenancy
+from bot.conversation import ConversationService
+from bot.errors import NotFound
+from storage import channels, users, webchat
+from storage.database import Database
+from storage.sessions import Message
+from storage.webchat import Post
+
+
+class LocalChat:
+    """The web chat's view of one tenant's directory, channels and sessions."""
+
+    def __init__(self, db: Database, conversation: ConversationService, tenant: str) -> None:
+        self.db = db
+        self.conversation = conversation
+        self.tenant = tenant
+
+    async def person(self, email: str) -> users.User:
+        """The active directory user with that email, or NotFound."""
+        tenant_id = await tenancy.tenant_id(self.db, self.tenant)
+        async with self.db.pool.acquire() as conn:
+            user = await users.get_by_email(conn, tenant_id, email.strip().lower())
+        if user is None or not user.is_active:
+            raise NotFound(f"no active user with email {email}")
+        return user
+
+    async def people(self) -> list[users.User]:
+        """The active users one may talk as."""
+        tenant_id = await tenancy.tenant_id(self.db, self.tenant)
+        async with self.db.pool.acquire() as conn:
+            found = await users.list_users(conn, tenant_id)
+        return [u for u in found if u.is_active]
+
+    async def channels(self, public_departments: list[str]) -> dict[str, list[str]]:
+        """Web channels by id with the departments they are cleared for: the public
+        departments' channels, the cleared ones, and any a message was posted into."""
+        tenant_id = await tenancy.tenant_id(self.db, self.tenant)
+        async with self.db.pool.acquire() as conn:
+            cleared = await channels.list_clearances(conn, tenant_id, webchat.WEB)
+            posted = await webchat.channels_with_posts(conn, tenant_id)
+        found = {f"#{d}": [d] for d in public_departments}
+        for clearance in cleared:
+            if clearance.channel_id.startswith("#"):
+                found.setdefault(clearance.channel_id, []).append(clearance.department)
+        for channel in posted:
+            found.setdefault(channel, [])
+        return found
+
+    async def recent_posts(self, channel: str, limit: int) -> list[Post]:
+        """A channel's last `limit` posts, oldest first."""
+        tenant_id = await tenancy.tenant_id(self.db, self.tenant)
+        async with self.db.pool.acquire() as conn:
+            return await webchat.recent_posts(conn, tenant_id, channel, limit=limit)
+
+    async def post(self, post_id: int) -> Post:
+        """A channel post, or NotFound."""
+        tenant_id = await tenancy.tenant_id(self.db, self.tenant)
+        async with self.db.pool.acquire() as conn:
+            post = await webchat.get_post(conn, tenant_id, post_id)
+        if post is None:
+            raise NotFound(f"there is no post {post_id}")
+        return post
+
+    async def todays_turns(self, user: users.User, conversation: str) -> list[Message]:
+        """The person's turns in that conversation today: their session, as the conversation
+        service keeps it (one per local day)."""
+        day = self.conversation.session_day(user)
+        async with self.db.pool.acquire() as conn:
+            return await webchat.todays_turns(conn, user.tenant_id, user.id, conversation, day)

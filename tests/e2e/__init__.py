@@ -1,0 +1,1 @@
+"""End-to-end tests: the real `deskmate` command and service as processes; the browser test."""

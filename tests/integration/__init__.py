@@ -1,0 +1,1 @@
+"""Integration tests: the embedded PostgreSQL and local fake servers, in this process."""
