@@ -19,13 +19,21 @@ from storage.memories import Memory, ScoredMemory
 
 READER_ROLE = "deskmate_reader"
 
+# BM25's term-frequency saturation and length normalisation (the usual Lucene values).
+BM25_K1 = 1.2
+BM25_B = 0.75
+# The most postings the keyword arm reads for one question: terms are taken rarest first, so
+# the terms past the budget are the common ones, which BM25 weighs least anyway. This is what
+# keeps the arm's cost flat as the corpus grows.
+POSTINGS_BUDGET = 20_000
+
 # Reciprocal-rank fusion constant (Cormack et al. use 60): damps the head of each list so a
 # chunk found by both searches beats one ranked first by only one of them.
 RRF_K = 60
 
 # A passage naming the exact code the person typed (SKU-TR-4417, HR-F12, ENG-4411) is almost
-# surely what they want, however many other passages share their other words: full-text ranking
-# has no notion of how rare a term is, so identifiers get a third, heavier list of their own.
+# surely what they want, however many other passages share their other words: codes get a
+# third, heavier list of their own (BM25 over the codes' terms alone).
 IDENTIFIER_WEIGHT = 2.0
 _IDENTIFIER = re.compile(
     r"\b(?=[\w./-]*\d)(?=[\w./-]*[A-Za-z])[A-Za-z0-9]+(?:[-_./][A-Za-z0-9]+)*\b"  # Q3, HR-F12
@@ -104,7 +112,7 @@ SELECT (SELECT count(*) FROM settings) = 1
                      WHERE rolname = 'deskmate_reader'), false)
 """
 
-_CHUNKS = f"""
+_CHUNKS_TEMPLATE = f"""
 WITH reader AS MATERIALIZED (
     SELECT u.is_super_user, u.department_access || $3::text[] AS departments
     FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.is_active
@@ -130,33 +138,50 @@ by_meaning AS (
           ORDER BY embedding <=> $6 LIMIT $8) nearest
     WHERE 1 - distance >= $9
 ),
+-- The question's terms, with BM25's inverse document frequency, rarest first; common terms are
+-- dropped once the postings read would pass the budget ($12), but the rarest is always kept.
+-- A code the person typed (SKU-TR-4417) is its own term: the first lexeme of its tsvector.
+query_terms AS MATERIALIZED (
+    SELECT l.id, l.df, l.lexeme = ANY (codes.lexemes) AS is_code,
+           ln(1 + (k.chunks - l.df + 0.5) / (l.df + 0.5)) AS idf,
+           k.total_terms::float8 / greatest(k.chunks, 1) AS avg_length,
+           sum(l.df) OVER (ORDER BY l.df, l.id) - l.df AS read_before
+    FROM keyword_corpus k
+    JOIN lexicon l ON l.tenant_id = k.tenant_id,
+         (SELECT coalesce(array_agg(v.lexeme), '{{}}') AS lexemes
+          FROM unnest($11::text[]) AS code, unnest(to_tsvector('english', code)) AS v
+          WHERE 1 = ANY (v.positions)) AS codes
+    WHERE k.tenant_id = $1 AND l.df > 0
+      AND l.lexeme IN (SELECT v.lexeme FROM unnest(to_tsvector('english', $7)) AS v
+                       UNION SELECT unnest(codes.lexemes))
+),
+chosen_terms AS MATERIALIZED (
+    SELECT * FROM query_terms WHERE read_before < $12 OR is_code
+),
+keyword_scores AS MATERIALIZED (
+    SELECT r.id,
+           sum(t.idf * p.tf / (p.tf + {BM25_K1} * (1 - {BM25_B}
+                                                    + {BM25_B} * r.term_count / t.avg_length)))
+               AS score,
+           sum(t.idf * p.tf / (p.tf + {BM25_K1} * (1 - {BM25_B}
+                                                    + {BM25_B} * r.term_count / t.avg_length)))
+               FILTER (WHERE t.is_code) AS code_score
+    FROM chosen_terms t
+    JOIN chunk_postings p ON p.term_id = t.id
+    JOIN readable r ON r.id = p.chunk_id
+    GROUP BY r.id
+),
 by_words AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC) AS rank
-    FROM (SELECT r.id, ts_rank_cd(r.search_vector, q) AS rank
-          FROM readable r,
-               -- websearch syntax ("quoted phrases", -not), but any term may match: a question
-               -- rarely shares every word with the passage that answers it; ts_rank_cd rewards
-               -- the passages that match more of them, closer together.
-               (SELECT replace(websearch_to_tsquery('english', $7)::text, ' & ', ' | ')::tsquery)
-                   AS query (q)
-          WHERE r.search_vector @@ q
-          ORDER BY rank DESC LIMIT $8) matching
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
+    FROM keyword_scores ORDER BY score DESC, id LIMIT $8
 ),
 by_identifiers AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC) AS rank
-    FROM (SELECT r.id, ts_rank_cd(r.search_vector, q) AS rank
-          FROM readable r,
-               (SELECT string_agg(phraseto_tsquery('english', code)::text, ' | ')::tsquery
-                FROM unnest($11::text[]) AS code) AS query (q)
-          -- A question without codes skips this list without scanning a row.
-          WHERE cardinality($11::text[]) > 0 AND r.search_vector @@ q
-          ORDER BY rank DESC LIMIT $8) matching
+    SELECT id, row_number() OVER (ORDER BY code_score DESC, id) AS rank
+    FROM keyword_scores WHERE code_score > 0 ORDER BY code_score DESC, id LIMIT $8
 ),
 fused AS (
     SELECT id, sum(weight / ({RRF_K} + rank)) AS score, bool_or(from_words) AS text_match
-    FROM (SELECT id, rank, 1.0 AS weight, false AS from_words FROM by_meaning
-          UNION ALL SELECT id, rank, 1.0, true FROM by_words
-          UNION ALL SELECT id, rank, {IDENTIFIER_WEIGHT}, true FROM by_identifiers) ranked
+    FROM ({{arms}}) ranked
     GROUP BY id
 )
 SELECT c.id AS chunk_id, c.document_id, d.title, c.section_title, c.department, d.source_path,
@@ -168,6 +193,24 @@ JOIN documents d ON d.id = c.document_id AND d.is_active
 ORDER BY f.score DESC, c.id
 LIMIT $10
 """
+
+# Each arm's ranked list and its weight in the fusion; `from_words` marks keyword matches.
+ARMS = {
+    "meaning": "SELECT id, rank, 1.0 AS weight, false AS from_words FROM by_meaning",
+    "words": "SELECT id, rank, 1.0 AS weight, true AS from_words FROM by_words",
+    "identifiers": (
+        f"SELECT id, rank, {IDENTIFIER_WEIGHT} AS weight, true AS from_words FROM by_identifiers"
+    ),
+}
+FUSED = tuple(ARMS)
+
+
+def chunks_sql(arms: tuple[str, ...] = FUSED) -> str:
+    """The chunk search fusing these arms; one arm alone gives that arm's own ranking."""
+    return _CHUNKS_TEMPLATE.replace("{arms}", "\n          UNION ALL ".join(ARMS[a] for a in arms))
+
+
+_CHUNKS = chunks_sql()
 
 _MEMORIES = """
 SELECT id, user_id, content, importance, source_type, tags, created_at, updated_at,
@@ -203,6 +246,22 @@ async def has_reader_role(conn: asyncpg.Connection) -> bool:
     )
 
 
+def chunk_arguments(
+    reader: Reader,
+    embedding: np.ndarray,
+    text: str,
+    limit: int,
+    candidates: int,
+    min_similarity: float,
+) -> tuple[object, ...]:
+    """The parameters of the chunk search, in the order its SQL numbers them."""
+    return (
+        reader.tenant_id, reader.user_id, list(reader.public_departments), reader.platform,
+        reader.channel_id, embedding, text, candidates, min_similarity, limit, identifiers(text),
+        POSTINGS_BUDGET,
+    )  # fmt: skip
+
+
 async def search_chunks(
     conn: asyncpg.Connection,
     reader: Reader,
@@ -212,18 +271,19 @@ async def search_chunks(
     limit: int = 6,
     candidates: int = 40,
     min_similarity: float = 0.0,
+    arms: tuple[str, ...] = FUSED,
 ) -> Timed[ChunkHit]:
     """The chunks this reader may read here, best first: nearest by meaning (HNSW with
     iterative scans, so a filter that admits few rows still yields `candidates`) fused by
-    reciprocal rank with full-text matches."""
+    reciprocal rank with BM25 over the keyword postings and with the codes the text names.
+    `arms` picks a subset (for evaluation: one arm alone is that arm's ranking)."""
     started = time.perf_counter()
     async with conn.transaction():
         await _enter_reader_role(conn, reader, candidates)
         rows = await conn.fetch(
-            _CHUNKS, reader.tenant_id, reader.user_id, list(reader.public_departments),
-            reader.platform, reader.channel_id, embedding, text, candidates, min_similarity,
-            limit, identifiers(text),
-        )  # fmt: skip
+            _CHUNKS if arms == FUSED else chunks_sql(arms),
+            *chunk_arguments(reader, embedding, text, limit, candidates, min_similarity),
+        )
     hits = [ChunkHit(**dict(r)) for r in rows]
     return Timed(hits, (time.perf_counter() - started) * 1000)
 

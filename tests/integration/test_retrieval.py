@@ -14,7 +14,7 @@ from bot.embeddings import HashEmbedder
 from bot.settings import load_settings
 from storage.database import Database
 from storage.migrate import apply_migrations
-from storage.retrieval import _CHUNKS, Reader, search_chunks, search_memories
+from storage.retrieval import _CHUNKS, Reader, chunk_arguments, search_chunks, search_memories
 from tests.support import TEST_DIMENSION
 from tests.support.factories import add_document, add_user
 
@@ -210,7 +210,7 @@ async def test_filtered_search_over_a_small_department_still_returns_k_rows(
     user = await add_user(big_db, "rare@example.com", ["rare"])
     reader = Reader(1, user, "slack", None, ())
     query = np.random.default_rng(7).standard_normal(SMALL_DIMENSION).astype(np.float32)
-    arguments = (1, user, [], "slack", None, query, "", 40, -1.0, 10, [])
+    arguments = chunk_arguments(reader, query, "", limit=10, candidates=40, min_similarity=-1.0)
     async with big_db.pool.acquire() as conn:
         found = await search_chunks(conn, reader, query, "", limit=10, candidates=40)
         plan = await conn.fetch("EXPLAIN " + _CHUNKS, *arguments)
