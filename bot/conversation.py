@@ -23,6 +23,7 @@ from bot.identity import resolve_user
 from bot.llm import Claude, Completion, LLMError
 from bot.memory import Memories
 from bot.messages import IncomingMessage, Reply, ReplyStatus, Source
+from bot.relevance import RelevanceGate
 from bot.schedules import Schedules
 from bot.settings import Settings
 from bot.spawner import Spawner
@@ -30,7 +31,7 @@ from bot.turn_records import record_turn
 from bot.turns import Retrieved, Turn
 from storage import retrieval, sessions
 from storage.database import Database
-from storage.memories import Memory, touch
+from storage.memories import Memory
 from storage.retrieval import ChunkHit
 from storage.schedules import Schedule
 from storage.users import User
@@ -82,6 +83,7 @@ class ConversationService:
         self.tasks = tasks or Spawner()
         self.clock = clock
         self.memories = Memories(db, embedder)
+        self.relevance = RelevanceGate(settings)
         self.alerts = alerts
         self.schedules = schedules
         self.commands = CommandTools(self.memories, self.retrieve, schedules, alerts)
@@ -129,14 +131,12 @@ class ConversationService:
         key = sessions.SessionKey(
             tenant_id, user.id, message.platform, message.conversation_key, today
         )
-        async with self.db.transaction() as conn:
-            session = await sessions.get_or_create(conn, key)
-            stored = await sessions.append(
-                conn, tenant_id=tenant_id, session_id=session.id, role="user",
-                content=message.text, platform_message_id=message.message_id,
+        async with self.db.pool.acquire() as conn:
+            stored = await sessions.open_and_append(
+                conn, key, content=message.text, platform_message_id=message.message_id,
                 metadata={"channel": message.conversation_id, "thread": message.thread_id},
             )  # fmt: skip
-        return Turn(message, tenant_id, user, session.id, stored.sequence_number, today,
+        return Turn(message, tenant_id, user, stored.session_id, stored.sequence_number, today,
                     time.perf_counter())  # fmt: skip
 
     async def retrieve(self, turn: Turn, text: str) -> Retrieved:
@@ -146,25 +146,22 @@ class ConversationService:
         embed_ms = (time.perf_counter() - started) * 1000
         reader = turn.reader(self.settings.public_departments)
         async with self.db.pool.acquire() as conn:
-            found = await retrieval.search_chunks(
-                conn, reader, vector, text, limit=CHUNKS_IN_PROMPT,
-                min_similarity=self.settings.retrieval_min_similarity,
+            # Every arm ranks freely; the relevance gate decides afterwards what is about it.
+            found, memories = await retrieval.search(
+                conn, reader, vector, text, limit=CHUNKS_IN_PROMPT, min_similarity=-1.0,
+                memory_limit=MEMORIES_IN_PROMPT if turn.message.is_direct else 0,
+                memory_min_similarity=self.relevance.memory_similarity,
+                fusion=self.relevance.fusion,
             )  # fmt: skip
-            memories = None
-            if turn.message.is_direct:
-                memories = await retrieval.search_memories(
-                    conn, reader, vector, limit=MEMORIES_IN_PROMPT,
-                    min_similarity=self.settings.retrieval_min_similarity,
-                )  # fmt: skip
-                await touch(conn, turn.tenant_id, [m.memory.id for m in memories.items])
         remembered = memories.items if memories else []
+        passages = self.relevance.passages(found.items)
         return Retrieved(
-            found.items,
+            passages,
             remembered,
             {
                 "embed_ms": embed_ms, "chunk_search_ms": found.milliseconds,
                 "memory_search_ms": memories.milliseconds if memories else None,
-                "top_chunk_score": found.items[0].similarity if found.items else None,
+                "top_chunk_score": passages[0].similarity if passages else None,
                 "top_memory_score": remembered[0].relevance if remembered else None,
             },
         )  # fmt: skip

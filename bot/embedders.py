@@ -7,15 +7,20 @@ from pydantic import SecretStr
 from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
 from bot.embeddings import Embedder, EmbeddingError, HashEmbedder, LocalEmbedder
 from bot.settings import EmbeddingProvider, Settings
+from bot.static_embeddings import WordLlamaEmbedder
 
 
 def create_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings ask for, or EmbeddingError naming the setting that is missing."""
+    """The embedder the settings ask for, or EmbeddingError naming the setting that is missing.
+
+    Its model is `settings.embedding_model_name`, the one the database records."""
     provider = settings.embedding_provider
     dimension = settings.embedding_dimension
+    if provider is EmbeddingProvider.WORDLLAMA:
+        return WordLlamaEmbedder(dimension)
     if provider is EmbeddingProvider.HASH:
         return HashEmbedder(dimension)
-    model, base_url = settings.embedding_model, settings.embedding_base_url
+    model, base_url = settings.embedding_model_name, settings.embedding_base_url
     if provider is EmbeddingProvider.VOYAGE:
         key = _present(settings.voyage_api_key)
         if key is None:

@@ -1,10 +1,10 @@
 """Text embeddings behind one async interface: the interface, `hash` and `local`.
 
-`hash` (the default) needs no network and no model: deterministic feature hashing of word
-unigrams, word bigrams and character trigrams, L2-normalised. It finds passages that share words
-with the question; the other providers also find passages that share meaning: `local`
-(sentence-transformers, below) and the HTTP ones in `bot.embedding_providers`. `bot.embedders`
-picks one from the settings.
+`hash` needs no network and no model: deterministic feature hashing of word unigrams, word
+bigrams and character trigrams, L2-normalised. It finds passages that share words with the
+question; the other providers also find passages that share meaning: `wordllama` (the default,
+`bot.static_embeddings`), `local` (sentence-transformers, below) and the HTTP ones in
+`bot.embedding_providers`. `bot.embedders` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def _features(text: str) -> list[tuple[str, float]]:
 
 
 class HashEmbedder:
-    """Feature hashing: offline, deterministic, no download (the default)."""
+    """Feature hashing: offline, deterministic, no model at all."""
 
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension

@@ -69,7 +69,11 @@ def render_context(
             lines.append("</document>")
         lines.append("</documents>")
     else:
-        lines.append("<documents>No document matched this question.</documents>")
+        lines.append(
+            "<documents>No document matched this question. Nothing this person may read here "
+            "is about it: say so plainly, and do not answer from general knowledge as if it "
+            "were company policy.</documents>"
+        )
     if memories:
         lines.append("<memories>")
         lines += [f"- {_quote(m.memory.content)}" for m in memories]

@@ -12,11 +12,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
 from storage.database import DatabaseConfig
+from storage.meta import EmbeddingSpace
 
 # pgvector's HNSW index accepts at most 2,000 dimensions for the `vector` type.
 MAX_EMBEDDING_DIMENSION = 2000
@@ -25,10 +33,31 @@ TEAMS_PREFIX = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
 
 
 class EmbeddingProvider(StrEnum):
+    WORDLLAMA = "wordllama"
     HASH = "hash"
     VOYAGE = "voyage"
     OPENAI = "openai"
     LOCAL = "local"
+
+
+# wordllama ships one model in its wheel, 256 dimensions trained Matryoshka-style: its first
+# 128 or 64 dimensions are embeddings too (smaller, a little less precise). The model's larger
+# sizes exist only as downloads, which deskmate never makes.
+WORDLLAMA_MODEL = "l2_supercat"
+WORDLLAMA_DIMENSIONS = (64, 128, 256)
+# `hash` has no model; the name versions its features, should they ever change.
+HASH_MODEL = "features-v1"
+
+# The model each provider uses when EMBEDDING_MODEL is unset (the database records it).
+DEFAULT_EMBEDDING_MODELS = {
+    EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL,
+    EmbeddingProvider.HASH: HASH_MODEL,
+    EmbeddingProvider.VOYAGE: "voyage-3.5",
+    EmbeddingProvider.OPENAI: "text-embedding-3-small",
+    EmbeddingProvider.LOCAL: "sentence-transformers/all-MiniLM-L6-v2",
+}
+# Providers that have exactly one model.
+_ONLY_MODEL = {EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL, EmbeddingProvider.HASH: HASH_MODEL}
 
 
 def _teams(name: str) -> AliasChoices:
@@ -75,8 +104,10 @@ class Settings(BaseSettings):
     )
 
     # Retrieval
-    embedding_provider: EmbeddingProvider = EmbeddingProvider.HASH
-    embedding_dimension: int = Field(default=384, ge=8, le=MAX_EMBEDDING_DIMENSION)
+    embedding_provider: EmbeddingProvider = EmbeddingProvider.WORDLLAMA
+    embedding_dimension: int = Field(
+        default=256, ge=8, le=MAX_EMBEDDING_DIMENSION, validate_default=True
+    )
     embedding_model: str | None = None
     embedding_base_url: str | None = None
     voyage_api_key: SecretStr | None = None
@@ -84,7 +115,8 @@ class Settings(BaseSettings):
 
     # Passages less similar than this to the question are not offered by the vector search
     # (full-text matches still are): it keeps unrelated text out of answers.
-    retrieval_min_similarity: float = Field(default=0.15, ge=-1.0, le=1.0)
+    # Unset: the threshold calibrated for the embedding provider (bot/relevance.py).
+    retrieval_min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0)
 
     # Directory and time
     public_departments: CommaList = Field(default_factory=lambda: ["general"])
@@ -127,6 +159,25 @@ class Settings(BaseSettings):
     def _trailing_slash(cls, value: str) -> str:
         # slack_sdk joins method names onto the base URL, so it must end with a slash.
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("embedding_dimension")
+    @classmethod
+    def _dimension_the_model_makes(cls, value: int, info: ValidationInfo) -> int:
+        # Fields are validated in order: the provider (when valid) is already in info.data.
+        provider = info.data.get("embedding_provider")
+        if provider is EmbeddingProvider.WORDLLAMA and value not in WORDLLAMA_DIMENSIONS:
+            sizes = ", ".join(map(str, WORDLLAMA_DIMENSIONS))
+            raise ValueError(f"EMBEDDING_PROVIDER=wordllama makes {sizes} dimensions, not {value}")
+        return value
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _model_the_provider_has(cls, value: str | None, info: ValidationInfo) -> str | None:
+        provider = info.data.get("embedding_provider")
+        only = _ONLY_MODEL.get(provider) if isinstance(provider, EmbeddingProvider) else None
+        if value and only is not None and value != only:
+            raise ValueError(f"EMBEDDING_PROVIDER={provider} has one model, {only}")
+        return value
 
     @field_validator("public_departments", mode="before")
     @classmethod
@@ -171,9 +222,29 @@ class Settings(BaseSettings):
         return DatabaseConfig(
             url=self.database_url.get_secret_value() if self.database_url else None,
             data_dir=self.data_dir,
-            embedding_dimension=self.embedding_dimension,
+            embedding_space=self.embedding_space,
+            # Before the embedder was recorded, the default was `hash`: a database from then
+            # holds hash vectors unless its operator chose another provider, which is then
+            # taken to be the one still configured (wordllama did not exist yet).
+            unrecorded_embedder=(
+                (EmbeddingProvider.HASH.value, HASH_MODEL)
+                if self.embedding_provider is EmbeddingProvider.WORDLLAMA
+                else None
+            ),
             pool_min_size=self.db_pool_min_size,
             pool_max_size=self.db_pool_max_size,
+        )
+
+    @property
+    def embedding_model_name(self) -> str:
+        """The model the embedder uses: EMBEDDING_MODEL, else the provider's default."""
+        return self.embedding_model or DEFAULT_EMBEDDING_MODELS[self.embedding_provider]
+
+    @property
+    def embedding_space(self) -> EmbeddingSpace:
+        """Provider, model and size of the vectors these settings make."""
+        return EmbeddingSpace(
+            self.embedding_provider.value, self.embedding_model_name, self.embedding_dimension
         )
 
     @property

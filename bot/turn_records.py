@@ -9,7 +9,7 @@ from bot.llm import Completion, LLMError
 from bot.llm_calls import completion_record
 from bot.messages import ReplyStatus, Source
 from bot.turns import Retrieved, Turn
-from storage import measurements, sessions
+from storage import measurements, turns
 from storage.database import Database
 
 
@@ -26,7 +26,8 @@ async def record_turn(
     error: LLMError | None = None,
     reference: str | None = None,
 ) -> int:
-    """Store the reply and its measurements in one transaction; return the reply's message id.
+    """Store the reply, its measurements and the memories it read in one statement; return the
+    reply's message id.
 
     `model` names the language model of a failed call (a completion carries its own)."""
     elapsed_ms = int((time.perf_counter() - turn.started) * 1000)
@@ -45,19 +46,16 @@ async def record_turn(
         }
     if reference:
         metadata["reference"] = reference
-    async with db.transaction() as conn:
-        reply = await sessions.append(
-            conn, tenant_id=turn.tenant_id, session_id=turn.session_id, role="assistant",
-            content=text, metadata=metadata,
+    llm_call = None
+    if completion is not None or error is not None:
+        llm_call = _llm_call(model, turn, completion, error)
+    async with db.pool.acquire() as conn:
+        return await turns.record_turn(
+            conn, tenant_id=turn.tenant_id, session_id=turn.session_id, text=text,
+            metadata=metadata, query=_query(turn, status, sources, found, elapsed_ms, reference),
+            llm_call=llm_call, retrieval=_retrieval(turn, found) if found.record else None,
+            memory_ids=[m.memory.id for m in found.memories],
         )  # fmt: skip
-        query_id = await measurements.log_query(conn, _query(turn, status, sources, found,
-                                                             elapsed_ms, reference))  # fmt: skip
-        if completion is not None or error is not None:
-            await measurements.log_llm_call(conn, _llm_call(model, turn, query_id,
-                                                            completion, error))  # fmt: skip
-        if found.record:
-            await measurements.log_retrieval(conn, _retrieval(turn, query_id, found))
-    return reply.id
 
 
 def _query(
@@ -86,23 +84,22 @@ def _query(
 def _llm_call(
     model: str,
     turn: Turn,
-    query_id: int,
     completion: Completion | None,
     error: LLMError | None,
 ) -> measurements.LLMCallRecord:
     if completion is None:
         assert error is not None
         return measurements.LLMCallRecord(
-            tenant_id=turn.tenant_id, query_id=query_id, purpose="answer", model=model,
+            tenant_id=turn.tenant_id, purpose="answer", model=model,
             status="error", error_type=error.error_type, attempts=error.attempts,
         )  # fmt: skip
-    return completion_record(turn.tenant_id, "answer", completion, query_id=query_id)
+    return completion_record(turn.tenant_id, "answer", completion)
 
 
-def _retrieval(turn: Turn, query_id: int, found: Retrieved) -> measurements.RetrievalRecord:
+def _retrieval(turn: Turn, found: Retrieved) -> measurements.RetrievalRecord:
     record = found.record
     return measurements.RetrievalRecord(
-        tenant_id=turn.tenant_id, query_id=query_id, embed_ms=float(record["embed_ms"] or 0),
+        tenant_id=turn.tenant_id, embed_ms=float(record["embed_ms"] or 0),
         memory_search_ms=record["memory_search_ms"],
         chunk_search_ms=float(record["chunk_search_ms"] or 0),
         memories_found=len(found.memories), chunks_found=len(found.chunks),

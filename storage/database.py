@@ -14,7 +14,8 @@ from pgvector.asyncpg import register_vector
 
 from storage.embedded import EmbeddedPostgres
 from storage.errors import DatabaseUnavailable
-from storage.migrate import apply_migrations, check_embedding_dimension, pending_migrations
+from storage.meta import EmbeddingSpace
+from storage.migrate import apply_migrations, check_embedding_space, pending_migrations
 
 logger = logging.getLogger("deskmate.storage")
 
@@ -29,22 +30,38 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool: nothing. deskmate keeps no
+    session state on pooled connections (settings and role are SET LOCAL, locks are
+    transaction-scoped), and asyncpg still rolls back a transaction left open; its default
+    reset (unlock all, CLOSE ALL, UNLISTEN *, RESET ALL) would be one more round trip on every
+    release."""
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     """What storage needs to know to reach its database.
 
-    `url` None means the embedded server under `data_dir`; `embedding_dimension` is checked
-    against the one the database was created with (and templated into the migrations)."""
+    `url` None means the embedded server under `data_dir`. `embedding_space` is the embedder
+    the settings make vectors with: a new database is made for it (its dimension is templated
+    into the migrations), and a database whose vectors are of another space is refused.
+    `unrecorded_embedder` is the (provider, model) that made the vectors of a database from
+    before the embedder was recorded, when that is not the configured one."""
 
     url: str | None
     data_dir: Path
-    embedding_dimension: int
+    embedding_space: EmbeddingSpace
+    unrecorded_embedder: tuple[str, str] | None = None
     pool_min_size: int = 1
     pool_max_size: int = 10
 
+    @property
+    def embedding_dimension(self) -> int:
+        return self.embedding_space.dimension
+
     def __repr__(self) -> str:  # the URL may hold a password
         where = "url=<set>" if self.url else f"data_dir={self.data_dir}"
-        return f"DatabaseConfig({where}, embedding_dimension={self.embedding_dimension})"
+        return f"DatabaseConfig({where}, embedding_space={self.embedding_space})"
 
 
 @dataclass(frozen=True)
@@ -91,24 +108,33 @@ class Database:
         except (OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
 
-    async def migrate(self) -> list[str]:
-        """Apply pending migrations; return the versions this call applied."""
+    async def migrate(self, *, check_embeddings: bool = True) -> list[str]:
+        """Apply pending migrations; return the versions this call applied. Then, unless told
+        not to, refuse (SchemaMismatch) a database whose vectors another embedder made."""
         conn = await self.connect()
         try:
-            return await apply_migrations(conn, embedding_dimension=self.config.embedding_dimension)
+            applied = await apply_migrations(
+                conn, embedding_dimension=self.config.embedding_dimension
+            )
+            if check_embeddings:
+                await self._check_embeddings(conn)
+            return applied
         finally:
             await conn.close()
 
-    async def start(self, *, migrate: bool = True) -> None:
-        """Reach the server, bring the schema up to date, and open the pool."""
+    async def start(self, *, migrate: bool = True, check_embeddings: bool = True) -> None:
+        """Reach the server, bring the schema up to date, and open the pool.
+
+        `check_embeddings=False` is for the one caller that works on a database of another
+        embedding space on purpose: the reindex."""
         if migrate:
-            applied = await self.migrate()
+            applied = await self.migrate(check_embeddings=check_embeddings)
             if applied:
                 logger.info("applied migrations %s", ", ".join(applied))
-        else:
+        elif check_embeddings:
             conn = await self.connect()
             try:
-                await check_embedding_dimension(conn, self.config.embedding_dimension)
+                await self._check_embeddings(conn)
             finally:
                 await conn.close()
         try:
@@ -117,9 +143,15 @@ class Database:
                 min_size=self.config.pool_min_size,
                 max_size=self.config.pool_max_size,
                 init=_init_connection,
+                reset=_keep_session,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(f"cannot open the database pool: {exc}") from exc
+
+    async def _check_embeddings(self, conn: asyncpg.Connection) -> None:
+        await check_embedding_space(
+            conn, self.config.embedding_space, unrecorded=self.config.unrecorded_embedder
+        )
 
     async def stop(self) -> None:
         """Close the pool, then leave the embedded server (if this process started one)."""

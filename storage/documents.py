@@ -268,3 +268,10 @@ async def list_documents(
         assert document is not None
         summaries.append(DocumentSummary(document, count))
     return summaries
+
+
+async def refresh_statistics(conn: asyncpg.Connection) -> None:
+    """ANALYZE what retrieval plans with, after an ingest changed it: otherwise the planner
+    keeps the old row counts until autovacuum gets to it, and the same question can be planned,
+    and ranked, differently a minute later."""
+    await conn.execute("ANALYZE document_chunks, chunk_postings, lexicon, department_sizes")

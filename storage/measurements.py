@@ -45,7 +45,6 @@ class LLMCallRecord:
 @dataclass(frozen=True)
 class RetrievalRecord:
     tenant_id: int
-    query_id: int
     embed_ms: float
     memory_search_ms: float | None
     chunk_search_ms: float
@@ -53,6 +52,7 @@ class RetrievalRecord:
     chunks_found: int
     top_memory_score: float | None
     top_chunk_score: float | None
+    query_id: int | None = None
 
 
 async def log_query(conn: asyncpg.Connection, q: QueryRecord) -> int:

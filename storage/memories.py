@@ -148,16 +148,3 @@ async def closest(
         limit,
     )
     return [ScoredMemory(_memory(r), float(r["similarity"]), float(r["similarity"])) for r in rows]
-
-
-async def touch(conn: asyncpg.Connection, tenant_id: int, memory_ids: list[int]) -> None:
-    """Count a retrieval of these memories (access_count, last_accessed)."""
-    if memory_ids:
-        await conn.execute(
-            """
-            UPDATE memories SET access_count = access_count + 1, last_accessed = now()
-            WHERE tenant_id = $1 AND id = ANY($2::bigint[])
-            """,
-            tenant_id,
-            memory_ids,
-        )

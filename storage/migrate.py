@@ -13,7 +13,9 @@ from pathlib import Path
 
 import asyncpg
 
+from storage import meta
 from storage.errors import DatabaseUnavailable, SchemaMismatch
+from storage.meta import EmbeddingSpace
 
 logger = logging.getLogger("deskmate.storage.migrate")
 
@@ -71,25 +73,58 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     return [m.version for m in load_migrations() if m.version not in done]
 
 
-async def check_embedding_dimension(conn: asyncpg.Connection, expected: int) -> None:
-    """Refuse a database created with another embedding size than the one configured."""
-    if not await conn.fetchval("SELECT to_regclass('deskmate_meta') IS NOT NULL"):
-        return
-    stored = await conn.fetchval(
-        "SELECT value FROM deskmate_meta WHERE key = 'embedding_dimension'"
-    )
-    if stored is not None and int(stored) != expected:
+async def embedding_space(
+    conn: asyncpg.Connection,
+    configured: EmbeddingSpace,
+    *,
+    unrecorded: tuple[str, str] | None = None,
+) -> EmbeddingSpace | None:
+    """The embedder that made the database's vectors (None before the first migration).
+
+    A database that records only its dimension (a new one, or one made before deskmate recorded
+    its embedder) takes the configured embedder while it holds no vectors; the vectors it holds
+    are taken to be `unrecorded`'s (provider, model), by default the configured ones. An
+    embedder taken so is recorded, so a later change of settings is noticed."""
+    assumed = unrecorded or (configured.provider, configured.model)
+    stored = await meta.recorded_space(conn, unrecorded=assumed)
+    if stored is None or await meta.is_space_recorded(conn):
+        return stored
+    if stored == configured or (
+        stored.dimension == configured.dimension and not await meta.holds_vectors(conn)
+    ):
+        await meta.adopt_space(conn, configured)
+        # Re-read: another replica may have recorded its own embedder a moment earlier.
+        stored = await meta.recorded_space(conn, unrecorded=assumed)
+    return stored
+
+
+async def check_embedding_space(
+    conn: asyncpg.Connection,
+    configured: EmbeddingSpace,
+    *,
+    unrecorded: tuple[str, str] | None = None,
+) -> None:
+    """Refuse (SchemaMismatch) a database whose vectors another embedder made than the
+    configured one; see `embedding_space` for databases that do not record theirs."""
+    stored = await embedding_space(conn, configured, unrecorded=unrecorded)
+    if stored is not None and stored != configured:
         raise SchemaMismatch(
-            f"the database was created with EMBEDDING_DIMENSION={stored} but the setting is "
-            f"{expected}; set EMBEDDING_DIMENSION={stored} or use a new database"
+            f"the database holds vectors of {stored} but the settings ask for {configured}: "
+            f"run `deskmate reindex` to re-embed everything with the configured embedder, or set "
+            f"{stored.settings} to use the database as it is"
         )
 
 
 async def apply_migrations(conn: asyncpg.Connection, *, embedding_dimension: int) -> list[str]:
-    """Apply every pending migration; return the versions applied by this call."""
+    """Apply every pending migration; return the versions applied by this call.
+
+    `{{EMBEDDING_DIMENSION}}` is the database's recorded size, or `embedding_dimension` for a
+    database the first migration creates."""
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
-        await check_embedding_dimension(conn, embedding_dimension)
+        # A database that exists keeps the size it has (a reindex may have changed it since it
+        # was created); `embedding_dimension` sizes the vector columns of a new one.
+        embedding_dimension = await meta.recorded_dimension(conn) or embedding_dimension
         await conn.execute(_CREATE_LEDGER)
         done = await applied_versions(conn)
         applied = []

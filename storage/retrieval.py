@@ -22,10 +22,20 @@ READER_ROLE = "deskmate_reader"
 # BM25's term-frequency saturation and length normalisation (the usual Lucene values).
 BM25_K1 = 1.2
 BM25_B = 0.75
-# The most postings the keyword arm reads for one question: terms are taken rarest first, so
-# the terms past the budget are the common ones, which BM25 weighs least anyway. This is what
-# keeps the arm's cost flat as the corpus grows.
-POSTINGS_BUDGET = 20_000
+# The most postings the keyword arm reads for one question: terms are taken rarest first, and
+# the one that reaches the budget is read best postings first (highest term frequency), so
+# what is left out is the common terms' weakest matches, which BM25 weighs least anyway. This
+# is what keeps the arm's cost flat as the corpus grows.
+POSTINGS_BUDGET = 5_000
+
+# A reader who may read at most this many chunks gets an exact nearest-neighbour scan of them;
+# above it, HNSW. Measured in bench/retrieval.py: below it the scan is faster than HNSW's
+# filtered iterative scan, and always exact.
+EXACT_SCAN_LIMIT = 20_000
+
+# HNSW's candidate list: pgvector's default (40) found 70–80 % of the true 10 nearest over a
+# large corpus in bench/retrieval.py; a longer list finds more of them for a few milliseconds.
+HNSW_EF_SEARCH = 200
 
 # Reciprocal-rank fusion constant (Cormack et al. use 60): damps the head of each list so a
 # chunk found by both searches beats one ranked first by only one of them.
@@ -69,6 +79,8 @@ class ChunkHit:
     score: float
     similarity: float
     text_match: bool
+    # The share of the question's keyword weight (BM25 over IDF) this passage covers, 0–1.
+    keyword_coverage: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,11 +117,17 @@ settings AS (
                                ''), true),
            -- relaxed_order lets HNSW keep scanning past filtered-out rows; by_meaning re-sorts.
            set_config('hnsw.iterative_scan', 'relaxed_order', true),
-           set_config('hnsw.ef_search', $6::int::text, true)
+           set_config('hnsw.ef_search', $6::int::text, true),
+           -- Plan the search for this reader's values: a generic plan cannot know whether the
+           -- reader may read a few chunks (exact scan) or all of them (HNSW).
+           set_config('plan_cache_mode', 'force_custom_plan', true)
 )
 SELECT (SELECT count(*) FROM settings) = 1
-       AND coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles
-                     WHERE rolname = 'deskmate_reader'), false)
+       AND CASE WHEN coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles
+                               WHERE rolname = 'deskmate_reader'), false)
+                -- SET LOCAL ROLE in the same round trip; it takes effect from the next statement.
+                THEN set_config('role', 'deskmate_reader', true) IS NOT NULL
+                ELSE false END
 """
 
 _CHUNKS_TEMPLATE = f"""
@@ -122,6 +140,21 @@ channel AS MATERIALIZED (
     FROM channel_clearances cc
     WHERE cc.tenant_id = $1 AND cc.platform = $4 AND cc.channel_id = $5
 ),
+-- The departments whose chunks this reader may read here (NULL: every department, a super
+-- user), and how many chunks they hold: the vector arm scans a small set exactly.
+scope AS MATERIALIZED (
+    SELECT departments,
+           (SELECT coalesce(sum(s.chunks), 0) FROM department_sizes s
+            WHERE s.tenant_id = $1 AND s.department = ANY (departments)) AS chunks
+    FROM (SELECT CASE WHEN (SELECT is_super_user FROM reader) THEN NULL ELSE
+                 ARRAY(SELECT d FROM unnest((SELECT departments FROM reader)) AS d
+                       WHERE $5::text IS NULL
+                          OR d = ANY ((SELECT departments FROM channel)::text[]))
+                 || ARRAY(SELECT DISTINCT doc.department FROM documents doc
+                          WHERE doc.tenant_id = $1
+                            AND doc.department_access && (SELECT departments FROM reader))
+                 END AS departments) readable_departments
+),
 readable AS NOT MATERIALIZED (
     SELECT c.* FROM document_chunks c
     WHERE c.tenant_id = $1
@@ -133,9 +166,18 @@ readable AS NOT MATERIALIZED (
            OR c.department_access && (SELECT departments FROM channel))
 ),
 by_meaning AS (
+    -- Small readable sets: an exact scan through the department index (`+ 0` keeps the
+    -- planner off HNSW), exact and cheaper than making HNSW wade through everyone else's
+    -- chunks. Large ones: HNSW with iterative scans. Only the branch whose filter holds runs.
     SELECT id, row_number() OVER (ORDER BY distance) AS rank, 1 - distance AS similarity
-    FROM (SELECT id, embedding <=> $6 AS distance FROM readable
-          ORDER BY embedding <=> $6 LIMIT $8) nearest
+    FROM ((SELECT id, embedding <=> $6 AS distance FROM readable
+           WHERE (SELECT departments IS NOT NULL AND chunks <= {EXACT_SCAN_LIMIT} FROM scope)
+             AND department = ANY ((SELECT departments FROM scope)::text[])
+           ORDER BY (embedding <=> $6) + 0 LIMIT $8)
+          UNION ALL
+          (SELECT id, embedding <=> $6 AS distance FROM readable
+           WHERE NOT (SELECT departments IS NOT NULL AND chunks <= {EXACT_SCAN_LIMIT} FROM scope)
+           ORDER BY embedding <=> $6 LIMIT $8)) nearest
     WHERE 1 - distance >= $9
 ),
 -- The question's terms, with BM25's inverse document frequency, rarest first; common terms are
@@ -155,42 +197,69 @@ query_terms AS MATERIALIZED (
       AND l.lexeme IN (SELECT v.lexeme FROM unnest(to_tsvector('english', $7)) AS v
                        UNION SELECT unnest(codes.lexemes))
 ),
-chosen_terms AS MATERIALIZED (
-    SELECT * FROM query_terms WHERE read_before < $12 OR is_code
+-- Everything the question's known words weigh: the IDF of each of its terms the corpus holds.
+-- A passage's score over this is the share of the question it covers, which tells "about
+-- this" from "shares a common word with it" (bot/relevance.py draws the line).
+question_weight AS MATERIALIZED (
+    SELECT coalesce(sum(idf), 0) AS weight FROM query_terms
 ),
+chosen_terms AS MATERIALIZED (
+    -- How many postings of each term to read: all of a rare term's, only the best (highest term
+    -- frequency) of the one that reaches the budget, none of the commoner ones. Codes: all.
+    SELECT *, CASE WHEN is_code THEN df ELSE least(df, $12 - read_before) END AS reads
+    FROM query_terms WHERE read_before < $12 OR is_code
+),
+-- BM25 from the postings alone (each carries its chunk's length); only the best-scored chunks
+-- are then fetched, in score order, until enough readable ones are found.
 keyword_scores AS MATERIALIZED (
-    SELECT r.id,
+    SELECT p.chunk_id AS id,
            sum(t.idf * p.tf / (p.tf + {BM25_K1} * (1 - {BM25_B}
-                                                    + {BM25_B} * r.term_count / t.avg_length)))
+                                                    + {BM25_B} * p.length / t.avg_length)))
                AS score,
            sum(t.idf * p.tf / (p.tf + {BM25_K1} * (1 - {BM25_B}
-                                                    + {BM25_B} * r.term_count / t.avg_length)))
+                                                    + {BM25_B} * p.length / t.avg_length)))
                FILTER (WHERE t.is_code) AS code_score
     FROM chosen_terms t
-    JOIN chunk_postings p ON p.term_id = t.id
-    JOIN readable r ON r.id = p.chunk_id
-    GROUP BY r.id
+    CROSS JOIN LATERAL (SELECT chunk_id, tf, length FROM chunk_postings
+                        WHERE term_id = t.id ORDER BY tf DESC LIMIT t.reads) p
+    GROUP BY p.chunk_id
 ),
+-- Best score first, each candidate looked up by primary key (OFFSET 0 keeps it a lookup: as a
+-- join the planner would rather scan every readable chunk) until $8 readable ones are found.
 by_words AS (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
-    FROM keyword_scores ORDER BY score DESC, id LIMIT $8
+    FROM (SELECT k.id, k.score
+          FROM (SELECT id, score FROM keyword_scores ORDER BY score DESC, id) k
+          CROSS JOIN LATERAL (SELECT 1 FROM readable r WHERE r.id = k.id OFFSET 0) readable_one
+          LIMIT $8) matching
 ),
 by_identifiers AS (
     SELECT id, row_number() OVER (ORDER BY code_score DESC, id) AS rank
-    FROM keyword_scores WHERE code_score > 0 ORDER BY code_score DESC, id LIMIT $8
+    FROM (SELECT k.id, k.code_score
+          FROM (SELECT id, code_score FROM keyword_scores WHERE code_score > 0
+                ORDER BY code_score DESC, id) k
+          CROSS JOIN LATERAL (SELECT 1 FROM readable r WHERE r.id = k.id OFFSET 0) readable_one
+          LIMIT $8) matching
 ),
-fused AS (
-    SELECT id, sum(weight / ({RRF_K} + rank)) AS score, bool_or(from_words) AS text_match
-    FROM ({{arms}}) ranked
-    GROUP BY id
-)
+-- How much keywords count in the fused score: fully when the best keyword match covers enough
+-- of the question ($13) or the question names a code, else $15 (with a semantic embedder 0: a
+-- question in other words than the documents' is ranked by meaning alone; BM25 would only
+-- offer passages that share its incidental words).
+keyword_weight AS MATERIALIZED (
+    SELECT CASE WHEN coalesce((SELECT max(k.score) FROM keyword_scores k
+                               JOIN by_words w ON w.id = k.id), 0)
+                     >= $13 * (SELECT weight FROM question_weight)
+                  OR EXISTS (SELECT 1 FROM by_identifiers)
+                THEN $14::float8 ELSE $15::float8 END AS weight
+),
+{{fusion}}
 SELECT c.id AS chunk_id, c.document_id, d.title, c.section_title, c.department, d.source_path,
-       c.content, f.score::float8 AS score, f.text_match,
-       (1 - (c.embedding <=> $6))::float8 AS similarity
+       c.content, ({{score}})::float8 AS score, f.text_match,
+       (1 - (c.embedding <=> $6))::float8 AS similarity, f.coverage::float8 AS keyword_coverage
 FROM fused f
 JOIN document_chunks c ON c.id = f.id
 JOIN documents d ON d.id = c.document_id AND d.is_active
-ORDER BY f.score DESC, c.id
+ORDER BY score DESC, c.id
 LIMIT $10
 """
 
@@ -205,9 +274,38 @@ ARMS = {
 FUSED = tuple(ARMS)
 
 
+# Production: the candidates of every arm, ranked by similarity plus the keyword weight times
+# the share of the question's keywords they cover (a calibrated score per passage, unlike a
+# rank: tuned in bench/quality.py, where reciprocal-rank fusion fell below each arm alone).
+_SCORED = """fused AS (
+    SELECT r.id, bool_or(r.from_words) AS text_match,
+           coalesce(max(k.score) / nullif((SELECT weight FROM question_weight), 0), 0) AS coverage
+    FROM ({arms}) r LEFT JOIN keyword_scores k ON k.id = r.id
+    GROUP BY r.id
+)"""
+_SCORE = "(1 - (c.embedding <=> $6)) + (SELECT weight FROM keyword_weight) * f.coverage"
+# Evaluation of some arms alone: their reciprocal-rank fusion, so one arm gives its own order.
+_RANKED = f"""fused AS (
+    SELECT r.id, r.score, r.text_match,
+           coalesce((SELECT sum(t.idf * p.tf
+                                / (p.tf + {BM25_K1} * (1 - {BM25_B}
+                                                       + {BM25_B} * p.length / t.avg_length)))
+                     FROM chosen_terms t JOIN chunk_postings p ON p.term_id = t.id
+                     WHERE p.chunk_id = r.id)
+                    / nullif((SELECT weight FROM question_weight), 0), 0) AS coverage
+    FROM (SELECT id, sum(weight / ({RRF_K} + rank)) AS score, bool_or(from_words) AS text_match
+          FROM ({{arms}}) ranked GROUP BY id) r
+)"""
+
+
 def chunks_sql(arms: tuple[str, ...] = FUSED) -> str:
-    """The chunk search fusing these arms; one arm alone gives that arm's own ranking."""
-    return _CHUNKS_TEMPLATE.replace("{arms}", "\n          UNION ALL ".join(ARMS[a] for a in arms))
+    """The chunk search over these arms: the production fusion for all of them, their
+    reciprocal-rank fusion for a subset (one arm alone gives that arm's own ranking)."""
+    fusion, score = (_SCORED, _SCORE) if arms == FUSED else (_RANKED, "f.score")
+    listed = "\n          UNION ALL ".join(ARMS[a] for a in arms)
+    return _CHUNKS_TEMPLATE.replace("{fusion}", fusion.replace("{arms}", listed)).replace(
+        "{score}", score
+    )
 
 
 _CHUNKS = chunks_sql()
@@ -227,14 +325,14 @@ LIMIT $4
 """
 
 
-async def _enter_reader_role(conn: asyncpg.Connection, reader: Reader, ef_search: int = 40) -> None:
-    """Inside a transaction: become deskmate_reader with this reader's rights in settings."""
-    may_take_role = await conn.fetchval(
+async def _enter_reader_role(conn: asyncpg.Connection, reader: Reader, ef_search: int = 40) -> bool:
+    """Inside a transaction, in one round trip: this reader's rights in settings, and the
+    deskmate_reader role when this connection may take it (True then)."""
+    entered = await conn.fetchval(
         _ENTER_READER, reader.tenant_id, reader.user_id, list(reader.public_departments),
-        reader.platform, reader.channel_id, max(40, int(ef_search)),
+        reader.platform, reader.channel_id, max(HNSW_EF_SEARCH, int(ef_search)),
     )  # fmt: skip
-    if may_take_role:
-        await conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
+    return bool(entered)
 
 
 async def has_reader_role(conn: asyncpg.Connection) -> bool:
@@ -246,6 +344,17 @@ async def has_reader_role(conn: asyncpg.Connection) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """How the arms' candidates are ranked together: similarity + weight × keyword coverage,
+    the weight `on_topic` when the best keyword match covers at least `threshold` of the
+    question (or it names a code), else `off_topic`. Per embedder: bot/relevance.py."""
+
+    threshold: float = 0.35
+    on_topic: float = 2.0
+    off_topic: float = 0.0
+
+
 def chunk_arguments(
     reader: Reader,
     embedding: np.ndarray,
@@ -253,13 +362,42 @@ def chunk_arguments(
     limit: int,
     candidates: int,
     min_similarity: float,
+    fusion: Fusion = Fusion(),
 ) -> tuple[object, ...]:
     """The parameters of the chunk search, in the order its SQL numbers them."""
     return (
         reader.tenant_id, reader.user_id, list(reader.public_departments), reader.platform,
         reader.channel_id, embedding, text, candidates, min_similarity, limit, identifiers(text),
-        POSTINGS_BUDGET,
+        POSTINGS_BUDGET, fusion.threshold, fusion.on_topic, fusion.off_topic,
     )  # fmt: skip
+
+
+async def search(
+    conn: asyncpg.Connection,
+    reader: Reader,
+    embedding: np.ndarray,
+    text: str,
+    *,
+    limit: int = 6,
+    candidates: int = 40,
+    min_similarity: float = 0.0,
+    memory_limit: int = 0,
+    memory_min_similarity: float = 0.0,
+    arms: tuple[str, ...] = FUSED,
+    fusion: Fusion = Fusion(),
+) -> tuple[Timed[ChunkHit], Timed[ScoredMemory] | None]:
+    """The chunks this reader may read here and, when `memory_limit` > 0, their own memories:
+    one transaction, the reader's rights and role entered once (BEGIN, enter, chunks,
+    memories, COMMIT)."""
+    async with conn.transaction():
+        await _enter_reader_role(conn, reader, candidates)
+        chunks = await _chunks(conn, reader, embedding, text, limit, candidates, min_similarity,
+                               arms, fusion)  # fmt: skip
+        memories = None
+        if memory_limit > 0:
+            memories = await _memories(conn, reader, embedding, memory_limit,
+                                       memory_min_similarity)  # fmt: skip
+    return chunks, memories
 
 
 async def search_chunks(
@@ -272,20 +410,15 @@ async def search_chunks(
     candidates: int = 40,
     min_similarity: float = 0.0,
     arms: tuple[str, ...] = FUSED,
+    fusion: Fusion = Fusion(),
 ) -> Timed[ChunkHit]:
     """The chunks this reader may read here, best first: nearest by meaning (HNSW with
     iterative scans, so a filter that admits few rows still yields `candidates`) fused by
     reciprocal rank with BM25 over the keyword postings and with the codes the text names.
     `arms` picks a subset (for evaluation: one arm alone is that arm's ranking)."""
-    started = time.perf_counter()
-    async with conn.transaction():
-        await _enter_reader_role(conn, reader, candidates)
-        rows = await conn.fetch(
-            _CHUNKS if arms == FUSED else chunks_sql(arms),
-            *chunk_arguments(reader, embedding, text, limit, candidates, min_similarity),
-        )
-    hits = [ChunkHit(**dict(r)) for r in rows]
-    return Timed(hits, (time.perf_counter() - started) * 1000)
+    found, _ = await search(conn, reader, embedding, text, limit=limit, candidates=candidates,
+                            min_similarity=min_similarity, arms=arms, fusion=fusion)  # fmt: skip
+    return found
 
 
 async def search_memories(
@@ -297,12 +430,41 @@ async def search_memories(
     min_similarity: float = 0.0,
 ) -> Timed[ScoredMemory]:
     """The reader's own memories ranked by 0.7 × similarity + 0.3 × importance."""
-    started = time.perf_counter()
     async with conn.transaction():
         await _enter_reader_role(conn, reader)
-        rows = await conn.fetch(
-            _MEMORIES, reader.tenant_id, reader.user_id, embedding, limit, min_similarity
-        )
+        return await _memories(conn, reader, embedding, limit, min_similarity)
+
+
+async def _chunks(
+    conn: asyncpg.Connection,
+    reader: Reader,
+    embedding: np.ndarray,
+    text: str,
+    limit: int,
+    candidates: int,
+    min_similarity: float,
+    arms: tuple[str, ...],
+    fusion: Fusion,
+) -> Timed[ChunkHit]:
+    started = time.perf_counter()
+    rows = await conn.fetch(
+        _CHUNKS if arms == FUSED else chunks_sql(arms),
+        *chunk_arguments(reader, embedding, text, limit, candidates, min_similarity, fusion),
+    )
+    return Timed([ChunkHit(**dict(r)) for r in rows], (time.perf_counter() - started) * 1000)
+
+
+async def _memories(
+    conn: asyncpg.Connection,
+    reader: Reader,
+    embedding: np.ndarray,
+    limit: int,
+    min_similarity: float,
+) -> Timed[ScoredMemory]:
+    started = time.perf_counter()
+    rows = await conn.fetch(
+        _MEMORIES, reader.tenant_id, reader.user_id, embedding, limit, min_similarity
+    )
     scored = [
         ScoredMemory(
             Memory(

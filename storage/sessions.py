@@ -58,6 +58,38 @@ async def get_or_create(conn: asyncpg.Connection, key: SessionKey) -> Session:
     return Session(id=row["id"], key=key, message_count=row["message_count"])
 
 
+async def open_and_append(
+    conn: asyncpg.Connection,
+    key: SessionKey,
+    *,
+    content: str,
+    metadata: dict[str, Any] | None = None,
+    platform_message_id: str | None = None,
+) -> Message:
+    """Today's session for the key (created if missing) with the person's message appended, in
+    one statement: the upsert locks the session row, so concurrent first messages share one
+    session and sequence numbers stay unique and without gaps."""
+    row = await conn.fetchrow(
+        """
+        WITH session AS (
+            INSERT INTO chat_sessions AS s (tenant_id, user_id, platform, conversation_key,
+                                            scope_date, message_count, last_message_at)
+            VALUES ($1, $2, $3, $4, $5, 1, now())
+            ON CONFLICT (tenant_id, user_id, platform, conversation_key, scope_date)
+            DO UPDATE SET message_count = s.message_count + 1, last_message_at = now()
+            RETURNING id, message_count
+        )
+        INSERT INTO session_messages (tenant_id, session_id, role, content, sequence_number,
+                                      metadata, platform_message_id)
+        SELECT $1, session.id, 'user', $6, session.message_count, $7, $8 FROM session
+        RETURNING id, session_id, role, content, sequence_number, metadata, created_at
+        """,
+        key.tenant_id, key.user_id, key.platform, key.conversation_key, key.scope_date,
+        content, metadata or {}, platform_message_id,
+    )  # fmt: skip
+    return Message(**dict(row))
+
+
 async def append(
     conn: asyncpg.Connection,
     *,

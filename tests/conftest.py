@@ -100,6 +100,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         env_file=None,
         database_url=database_url,
         deskmate_data_dir=tmp_path / "data",
+        embedding_provider="hash",  # tests about meaning choose their embedder themselves
         embedding_dimension=TEST_DIMENSION,
         scheduler_enabled=False,
     )
@@ -126,6 +127,7 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     env.update(
         DATABASE_URL=database_url,
         DESKMATE_DATA_DIR=str(tmp_path / "data"),
+        EMBEDDING_PROVIDER="hash",
         EMBEDDING_DIMENSION=str(TEST_DIMENSION),
         PYTHONPATH=str(Path(__file__).resolve().parents[1]),
     )

@@ -116,6 +116,9 @@ async def ingest(
             else:
                 getattr(report, outcome.value).append(str(path))
             bar.update()
+    if report.added or report.updated:
+        async with db.pool.acquire() as conn:
+            await documents.refresh_statistics(conn)
     return report
 
 
@@ -214,10 +217,15 @@ async def _store(
 def embedding_text(title: str, chunk: Chunk) -> str:
     """What is embedded for a chunk: its document and section titles above its content, so a
     question naming a topic finds passages that only name it in their heading."""
+    return passage_text(title, chunk.section_title, chunk.content)
+
+
+def passage_text(title: str, section_title: str | None, content: str) -> str:
+    """`embedding_text` of a stored chunk (`deskmate reindex` embeds it again)."""
     header = f"Document: {title}"
-    if chunk.section_title:
-        header += f"\nSection: {chunk.section_title}"
-    return f"{header}\n\n{chunk.content}"
+    if section_title:
+        header += f"\nSection: {section_title}"
+    return f"{header}\n\n{content}"
 
 
 def _read(path: Path) -> bytes:

@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from deskmate.cli import admin, alerts, docs, schedule, service, talk
+    from deskmate.cli import admin, alerts, docs, reindex, schedule, service, talk
 
     parser = Parser(
         prog="deskmate",
@@ -36,6 +36,7 @@ def build_parser() -> Parser:
     service.register(commands)
     admin.register(commands)
     docs.register(commands)
+    reindex.register(commands)
     talk.register(commands)
     schedule.register(commands)
     alerts.register(commands)

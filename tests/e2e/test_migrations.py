@@ -34,5 +34,6 @@ def test_dimension_guard_from_the_command_line(cli_env: dict) -> None:
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("deskmate migrate: the database was created with")
+    assert lines[-1].startswith("deskmate migrate: the database holds vectors of hash")
+    assert "run `deskmate reindex`" in lines[-1]
     assert "Traceback" not in result.stderr

@@ -184,3 +184,21 @@ async def test_bad_paths_and_departments_are_usage_errors(
     with pytest.raises(UsageError, match="bad department name"):
         await ingest(db, embedder, "default", [tmp_path], "Human Resources", progress=False)
     assert await db.pool.fetchval("SELECT count(*) FROM documents") == 0
+
+
+async def test_an_ingest_that_changed_something_refreshes_the_planner_statistics(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    async def analysed() -> int:
+        return int(
+            await db.pool.fetchval(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'chunk_postings'"
+            )
+        )
+
+    before = await analysed()
+    folder = write_folder(tmp_path / "hr-docs")
+    await run_ingest(db, settings, folder)
+    after_adding = await analysed()
+    await run_ingest(db, settings, folder)  # nothing changed: nothing to analyse
+    assert (after_adding, await analysed()) == (before + 1, before + 1)

@@ -141,7 +141,8 @@ async def test_postings_and_statistics_follow_replaced_and_deleted_chunks(
             "WHERE NOT EXISTS (SELECT 1 FROM document_chunks c WHERE c.id = p.chunk_id)"
         )
         counted = await conn.fetchrow(
-            "SELECT count(*) AS chunks, sum(term_count) AS total_terms FROM document_chunks"
+            "SELECT count(*) AS chunks, "
+            "(SELECT sum(tf) FROM chunk_postings) AS total_terms FROM document_chunks"
         )
     assert before["chunks"] - after["chunks"] == 3
     assert tuple(after) == (counted["chunks"], counted["total_terms"])

@@ -52,6 +52,7 @@ async def test_dimension_guard_refuses_a_database_of_another_size(
         env_file=None,
         database_url=database_url,
         deskmate_data_dir=tmp_path,
+        embedding_provider="hash",
         embedding_dimension=TEST_DIMENSION * 2,
     )
     db = Database(settings.database)
@@ -61,6 +62,7 @@ async def test_dimension_guard_refuses_a_database_of_another_size(
     message = str(caught.value)
     assert f"EMBEDDING_DIMENSION={TEST_DIMENSION}" in message
     assert str(TEST_DIMENSION * 2) in message
+    assert "deskmate reindex" in message
 
 
 async def test_missing_migration_makes_readiness_fail(db: Database) -> None:

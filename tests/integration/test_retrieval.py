@@ -14,7 +14,14 @@ from bot.embeddings import HashEmbedder
 from bot.settings import load_settings
 from storage.database import Database
 from storage.migrate import apply_migrations
-from storage.retrieval import _CHUNKS, Reader, chunk_arguments, search_chunks, search_memories
+from storage.retrieval import (
+    _CHUNKS,
+    Reader,
+    chunk_arguments,
+    chunks_sql,
+    search_chunks,
+    search_memories,
+)
 from tests.support import TEST_DIMENSION
 from tests.support.factories import add_document, add_user
 
@@ -156,6 +163,7 @@ async def big_db(fresh_database: str, tmp_path) -> AsyncIterator[Database]:  # t
         env_file=None,
         database_url=fresh_database,
         deskmate_data_dir=tmp_path,
+        embedding_provider="hash",
         embedding_dimension=SMALL_DIMENSION,
     )
     db = Database(settings.database)
@@ -308,3 +316,29 @@ async def test_retrieval_runs_under_row_level_security(
         role_after = await conn.fetchval("SELECT current_user")
     assert [hit.title for hit in found.items] == ["Discounts"]
     assert role_after != "deskmate_reader"  # SET LOCAL ended with the transaction
+
+
+async def test_a_reader_of_a_small_department_gets_the_exact_nearest_chunks(
+    big_db: Database,
+) -> None:
+    """400 readable chunks among 20,000: the vector arm scans them exactly (no HNSW recall loss,
+    however few of the index's neighbours the reader may read)."""
+    user = await add_user(big_db, "rare@example.com", ["rare"])
+    reader = Reader(1, user, "slack", None, ())
+    rng = np.random.default_rng(11)
+    async with big_db.pool.acquire() as conn:
+        for _ in range(5):
+            query = rng.standard_normal(SMALL_DIMENSION).astype(np.float32)
+            found = await search_chunks(conn, reader, query, "", limit=10, min_similarity=-1.0,
+                                        arms=("meaning",))  # fmt: skip
+            truth = await conn.fetch(
+                "SELECT id FROM document_chunks WHERE department = 'rare' "
+                "ORDER BY (embedding <=> $1) + 0 LIMIT 10",
+                query,
+            )
+            assert [h.chunk_id for h in found.items] == [r["id"] for r in truth]
+        arguments = chunk_arguments(reader, query, "", limit=10, candidates=40, min_similarity=-1)
+        async with conn.transaction():
+            plan = await conn.fetch("EXPLAIN (ANALYZE) " + chunks_sql(("meaning",)), *arguments)
+    hnsw = [r[0] for r in plan if "Index Scan using document_chunks_embedding" in r[0]]
+    assert hnsw and all("never executed" in line for line in hnsw)  # the exact branch ran

@@ -31,7 +31,7 @@ def test_invalid_schedules_are_refused_in_one_sentence(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     # In-process (the same `main` the console script runs): these need no fresh interpreter.
-    for name in ("DATABASE_URL", "DESKMATE_DATA_DIR", "EMBEDDING_DIMENSION"):
+    for name in ("DATABASE_URL", "DESKMATE_DATA_DIR", "EMBEDDING_PROVIDER", "EMBEDDING_DIMENSION"):
         monkeypatch.setenv(name, cli_env[name])
     assert main([*ADD, *args]) == 2
     error = capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""Embedders without a server: the offline hash default, the local provider over a stand-in for
-sentence-transformers, and which provider the settings choose."""
+"""Embedders without a server: the offline `hash`, the local provider over a stand-in for
+sentence-transformers, and which provider the settings choose (the default, wordllama, has
+tests/unit/test_static_embeddings.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 
 from bot.embedders import create_embedder
-from bot.embedding_providers import OpenAICompatibleEmbedder
+from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
 from bot.embeddings import EmbeddingError, HashEmbedder, LocalEmbedder
-from bot.settings import load_settings
+from bot.settings import DEFAULT_EMBEDDING_MODELS, EmbeddingProvider, load_settings
 
 DIM = 16
 
@@ -25,11 +26,12 @@ def assert_unit(vector: np.ndarray) -> None:
     assert float(np.linalg.norm(vector)) == pytest.approx(1.0, abs=1e-5)
 
 
-# --- hash (the default) ------------------------------------------------------------------------
+# --- hash --------------------------------------------------------------------------------------
 
 
 async def test_hash_embedder_is_deterministic_unit_length_and_sized() -> None:
-    embedder = create_embedder(load_settings(env_file=None, embedding_dimension=64))
+    settings = load_settings(env_file=None, embedding_provider="hash", embedding_dimension=64)
+    embedder = create_embedder(settings)
     assert isinstance(embedder, HashEmbedder)
     first = await embedder.embed_query("Where is the holiday policy?")
     again = await HashEmbedder(64).embed_query("Where is the holiday policy?")
@@ -141,3 +143,23 @@ def test_openai_with_only_a_key_calls_openai() -> None:
     assert isinstance(embedder, OpenAICompatibleEmbedder)
     assert embedder.url == "https://api.openai.com/v1/embeddings"
     assert embedder.send_dimensions  # text-embedding-3-small can shorten its vectors
+
+
+def test_the_model_the_database_records_is_the_model_the_embedder_uses(
+    fake_sentence_transformers: type[FakeSentenceTransformer],
+) -> None:
+    network = {"voyage_api_key": "vk-x", "embedding_base_url": "http://127.0.0.1:9"}
+    for provider in EmbeddingProvider:
+        dimension = 256 if provider is EmbeddingProvider.WORDLLAMA else DIM
+        settings = load_settings(
+            env_file=None, embedding_provider=provider, embedding_dimension=dimension, **network
+        )
+        embedder = create_embedder(settings)
+        model = getattr(embedder, "model", DEFAULT_EMBEDDING_MODELS[EmbeddingProvider.HASH])
+        assert model == settings.embedding_space.model == DEFAULT_EMBEDDING_MODELS[provider]
+        assert settings.embedding_space.provider == provider.value
+    # The classes' own defaults, for callers that build them directly, are the same models.
+    defaults = DEFAULT_EMBEDDING_MODELS
+    assert VoyageEmbedder.default_model == defaults[EmbeddingProvider.VOYAGE]
+    assert OpenAICompatibleEmbedder.default_model == defaults[EmbeddingProvider.OPENAI]
+    assert LocalEmbedder.default_model == defaults[EmbeddingProvider.LOCAL]

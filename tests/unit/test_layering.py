@@ -34,6 +34,8 @@ ONLY_IN = {
     "microsoft_agents": ("handlers.teams",),
     # The loop lives in scheduler/; bot/cron.py borrows only APScheduler's cron field arithmetic.
     "apscheduler": ("scheduler", "bot.cron"),
+    # The default embedder's model, loaded in one place with downloads forbidden.
+    "wordllama": ("bot.static_embeddings",),
 }
 
 Graph = dict[str, set[str]]

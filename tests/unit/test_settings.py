@@ -8,13 +8,15 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.settings import EmbeddingProvider, load_settings
+from storage.meta import EmbeddingSpace
 
 
 def test_defaults_describe_the_embedded_offline_setup() -> None:
     settings = load_settings(env_file=None)
     assert settings.database_url is None
     assert settings.deskmate_data_dir == Path(".deskmate")
-    assert settings.embedding_provider is EmbeddingProvider.HASH
+    assert settings.embedding_provider is EmbeddingProvider.WORDLLAMA
+    assert settings.embedding_space == EmbeddingSpace("wordllama", "l2_supercat", 256)
     assert settings.public_departments == ["general"]
     assert settings.default_timezone == "UTC"
     assert settings.slack_api_url == "https://slack.com/api/"
@@ -53,6 +55,8 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("EMBEDDING_PROVIDER", "magic", "EMBEDDING_PROVIDER"),
         ("EMBEDDING_DIMENSION", "4096", "less than or equal to 2000"),
         ("EMBEDDING_DIMENSION", "many", "valid integer"),
+        ("EMBEDDING_DIMENSION", "384", "wordllama makes 64, 128, 256 dimensions, not 384"),
+        ("EMBEDDING_MODEL", "l3_supercat", "wordllama has one model, l2_supercat"),
         ("DATABASE_URL", "mysql://root:hunter2@db/x", "postgresql://"),
         ("SLACK_API_URL", "slack.com/api", "http"),
         ("SCHEDULER_ENABLED", "perhaps", "boolean"),
@@ -70,3 +74,22 @@ def test_invalid_value_is_one_line_naming_the_variable(
     assert expected in message
     assert "\n" not in message
     assert "hunter2" not in message  # secrets never echoed
+
+
+def test_each_provider_has_its_own_dimensions_and_model() -> None:
+    hashed = load_settings(env_file=None, embedding_provider="hash", embedding_dimension=384)
+    assert hashed.embedding_space == EmbeddingSpace("hash", "features-v1", 384)
+    small = load_settings(env_file=None, embedding_dimension=64)
+    assert small.embedding_space == EmbeddingSpace("wordllama", "l2_supercat", 64)
+    voyage = load_settings(
+        env_file=None, embedding_provider="voyage", embedding_model="voyage-3-large"
+    )
+    assert voyage.embedding_space == EmbeddingSpace("voyage", "voyage-3-large", 256)
+
+
+def test_databases_from_before_the_embedder_was_recorded_held_hash_vectors() -> None:
+    # The old default was `hash`: with the new default configured, that is what made them...
+    assert load_settings(env_file=None).database.unrecorded_embedder == ("hash", "features-v1")
+    # ...while an operator who chose a provider is taken to still have the one that made them.
+    voyage = load_settings(env_file=None, embedding_provider="voyage")
+    assert voyage.database.unrecorded_embedder is None

@@ -1,0 +1,62 @@
+"""What is about the question: how the retrieval arms are fused, and the gate between quoting
+documents and saying that nothing the person may read is about it (SPEC §4.6).
+
+Both are calibrated per embedder on the evaluation set of bench/quality.py (410 judged
+questions over 62 handbooks, a third phrased with no word of their answer, and 20 questions the
+handbooks do not answer); docs/benchmarks.md has the figures they were chosen on.
+
+- Fusion: a passage scores its cosine similarity plus a weight times the share of the
+  question's keyword weight (BM25 over the sum of the question's IDF, 0–1) it covers. With a
+  semantic embedder keywords count only when the best keyword match covers enough of the
+  question (or it names a code): otherwise the question is worded unlike the documents, and
+  BM25's matches on its incidental words would push the passage found by meaning down. With
+  `hash`, whose similarity is itself lexical, keywords lead and similarity breaks ties.
+- Gate: a passage passes when its similarity or its keyword coverage reaches the embedder's
+  threshold; when none does, the reply says so, and the turn counts as unanswered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.settings import EmbeddingProvider, Settings
+from storage.retrieval import ChunkHit, Fusion
+
+
+@dataclass(frozen=True)
+class Calibration:
+    fusion: Fusion
+    similarity: float  # a passage at least this similar is about the question
+    keyword_coverage: float  # … or one covering at least this share of its keywords
+
+
+# Semantic embedders (`wordllama`, and the network ones until measured on their own).
+SEMANTIC = Calibration(Fusion(threshold=0.35, on_topic=2.0, off_topic=0.0), 0.20, 0.8)
+LEXICAL = Calibration(Fusion(threshold=0.0, on_topic=10.0, off_topic=10.0), 0.35, 0.1)
+CALIBRATIONS: dict[EmbeddingProvider, Calibration] = {EmbeddingProvider.HASH: LEXICAL}
+# Memories are few and the person's own: a low floor keeps the clearly unrelated out.
+MEMORY_SIMILARITY = 0.15
+
+
+def calibration(provider: EmbeddingProvider) -> Calibration:
+    return CALIBRATIONS.get(provider, SEMANTIC)
+
+
+class RelevanceGate:
+    """Keeps the passages that are about the question, best first."""
+
+    def __init__(self, settings: Settings) -> None:
+        calibrated = calibration(settings.embedding_provider)
+        configured = settings.retrieval_min_similarity
+        self.fusion = calibrated.fusion
+        self.similarity = configured if configured is not None else calibrated.similarity
+        self.keyword_coverage = calibrated.keyword_coverage
+        self.memory_similarity = configured if configured is not None else MEMORY_SIMILARITY
+
+    def passages(self, hits: Sequence[ChunkHit]) -> list[ChunkHit]:
+        return [
+            hit
+            for hit in hits
+            if hit.similarity >= self.similarity or hit.keyword_coverage >= self.keyword_coverage
+        ]
