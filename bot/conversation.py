@@ -23,7 +23,7 @@ from bot.identity import resolve_user
 from bot.llm import Claude, Completion, LLMError
 from bot.memory import Memories
 from bot.messages import IncomingMessage, Reply, ReplyStatus, Source
-from bot.relevance import RelevanceGate
+from bot.relevance import RelevanceGate, diverse
 from bot.schedules import Schedules
 from bot.settings import Settings
 from bot.spawner import Spawner
@@ -148,13 +148,13 @@ class ConversationService:
         async with self.db.pool.acquire() as conn:
             # Every arm ranks freely; the relevance gate decides afterwards what is about it.
             found, memories = await retrieval.search(
-                conn, reader, vector, text, limit=CHUNKS_IN_PROMPT, min_similarity=-1.0,
+                conn, reader, vector, text, limit=2 * CHUNKS_IN_PROMPT, min_similarity=-1.0,
                 memory_limit=MEMORIES_IN_PROMPT if turn.message.is_direct else 0,
                 memory_min_similarity=self.relevance.memory_similarity,
                 fusion=self.relevance.fusion,
             )  # fmt: skip
         remembered = memories.items if memories else []
-        passages = self.relevance.passages(found.items)
+        passages = diverse(self.relevance.passages(found.items), CHUNKS_IN_PROMPT)
         return Retrieved(
             passages,
             remembered,

@@ -60,3 +60,23 @@ class RelevanceGate:
             for hit in hits
             if hit.similarity >= self.similarity or hit.keyword_coverage >= self.keyword_coverage
         ]
+
+
+# At most this many passages of one document in a prompt: six slots filled by neighbouring
+# chunks of one handbook leave out the other document that answers the rest of the question.
+PER_DOCUMENT = 2
+
+
+def diverse(
+    hits: Sequence[ChunkHit], limit: int, per_document: int = PER_DOCUMENT
+) -> list[ChunkHit]:
+    """The best `limit` passages, at most `per_document` of any one document, order kept."""
+    taken: dict[int, int] = {}
+    chosen = []
+    for hit in hits:
+        if taken.get(hit.document_id, 0) < per_document:
+            taken[hit.document_id] = taken.get(hit.document_id, 0) + 1
+            chosen.append(hit)
+            if len(chosen) == limit:
+                break
+    return chosen
