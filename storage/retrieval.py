@@ -121,13 +121,37 @@ settings AS (
            -- Plan the search for this reader's values: a generic plan cannot know whether the
            -- reader may read a few chunks (exact scan) or all of them (HNSW).
            set_config('plan_cache_mode', 'force_custom_plan', true)
+),
+-- The departments whose chunks this reader may read here (NULL: every one, a super user) and
+-- how many chunks they hold: the search gets them as parameters, so its plan is made knowing
+-- whether an exact scan of a few thousand rows or HNSW over most of the corpus is ahead.
+scope AS (
+    SELECT departments,
+           CASE WHEN departments IS NULL
+                THEN (SELECT coalesce(max(k.chunks), 0) FROM keyword_corpus k
+                      WHERE k.tenant_id = $1)
+                ELSE (SELECT coalesce(sum(d.chunks), 0) FROM department_sizes d
+                      WHERE d.tenant_id = $1 AND d.department = ANY (departments)) END AS chunks
+    FROM (SELECT CASE WHEN r.is_super_user AND $5::text IS NULL THEN NULL ELSE
+                 own.departments
+                 || ARRAY(SELECT DISTINCT doc.department FROM documents doc
+                          WHERE doc.tenant_id = $1 AND doc.department_access && own.departments)
+                 END AS departments
+          FROM rights r,
+               LATERAL (SELECT CASE
+                   WHEN r.is_super_user THEN r.channel_departments
+                   ELSE ARRAY(SELECT u FROM unnest(r.user_departments) AS u
+                              WHERE $5::text IS NULL OR u = ANY (r.channel_departments))
+                   END AS departments) own) readable
 )
 SELECT (SELECT count(*) FROM settings) = 1
        AND CASE WHEN coalesce((SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles
                                WHERE rolname = 'deskmate_reader'), false)
                 -- SET LOCAL ROLE in the same round trip; it takes effect from the next statement.
                 THEN set_config('role', 'deskmate_reader', true) IS NOT NULL
-                ELSE false END
+                ELSE false END AS entered,
+       (SELECT departments FROM scope) AS departments,
+       coalesce((SELECT chunks FROM scope), 0) AS chunks
 """
 
 _CHUNKS_TEMPLATE = f"""
@@ -140,20 +164,10 @@ channel AS MATERIALIZED (
     FROM channel_clearances cc
     WHERE cc.tenant_id = $1 AND cc.platform = $4 AND cc.channel_id = $5
 ),
--- The departments whose chunks this reader may read here (NULL: every department, a super
--- user), and how many chunks they hold: the vector arm scans a small set exactly.
+-- What the reader may read here, as the reader's entry computed it ($16 departments, NULL for
+-- every one; $17 how many chunks they hold): the vector arm scans a small set exactly.
 scope AS MATERIALIZED (
-    SELECT departments,
-           (SELECT coalesce(sum(s.chunks), 0) FROM department_sizes s
-            WHERE s.tenant_id = $1 AND s.department = ANY (departments)) AS chunks
-    FROM (SELECT CASE WHEN (SELECT is_super_user FROM reader) THEN NULL ELSE
-                 ARRAY(SELECT d FROM unnest((SELECT departments FROM reader)) AS d
-                       WHERE $5::text IS NULL
-                          OR d = ANY ((SELECT departments FROM channel)::text[]))
-                 || ARRAY(SELECT DISTINCT doc.department FROM documents doc
-                          WHERE doc.tenant_id = $1
-                            AND doc.department_access && (SELECT departments FROM reader))
-                 END AS departments) readable_departments
+    SELECT $16::text[] AS departments, $17::bigint AS chunks
 ),
 readable AS NOT MATERIALIZED (
     SELECT c.* FROM document_chunks c
@@ -325,14 +339,17 @@ LIMIT $4
 """
 
 
-async def _enter_reader_role(conn: asyncpg.Connection, reader: Reader, ef_search: int = 40) -> bool:
-    """Inside a transaction, in one round trip: this reader's rights in settings, and the
-    deskmate_reader role when this connection may take it (True then)."""
-    entered = await conn.fetchval(
+async def _enter_reader_role(
+    conn: asyncpg.Connection, reader: Reader, ef_search: int = 40
+) -> Scope:
+    """Inside a transaction, in one round trip: this reader's rights in settings, the
+    deskmate_reader role when this connection may take it, and what the reader may read."""
+    row = await conn.fetchrow(
         _ENTER_READER, reader.tenant_id, reader.user_id, list(reader.public_departments),
         reader.platform, reader.channel_id, max(HNSW_EF_SEARCH, int(ef_search)),
     )  # fmt: skip
-    return bool(entered)
+    departments = row["departments"]
+    return Scope(None if departments is None else tuple(departments), int(row["chunks"]))
 
 
 async def has_reader_role(conn: asyncpg.Connection) -> bool:
@@ -342,6 +359,14 @@ async def has_reader_role(conn: asyncpg.Connection) -> bool:
         if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", READER_ROLE)
         else False
     )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a reader may read where they ask: departments (None: all) and their chunk count."""
+
+    departments: tuple[str, ...] | None = None
+    chunks: int = 0
 
 
 @dataclass(frozen=True)
@@ -363,12 +388,16 @@ def chunk_arguments(
     candidates: int,
     min_similarity: float,
     fusion: Fusion = Fusion(),
+    scope: Scope = Scope(),
 ) -> tuple[object, ...]:
-    """The parameters of the chunk search, in the order its SQL numbers them."""
+    """The parameters of the chunk search, in the order its SQL numbers them (`scope` as
+    `_enter_reader_role` found it)."""
+    departments = None if scope.departments is None else list(scope.departments)
     return (
         reader.tenant_id, reader.user_id, list(reader.public_departments), reader.platform,
         reader.channel_id, embedding, text, candidates, min_similarity, limit, identifiers(text),
-        POSTINGS_BUDGET, fusion.threshold, fusion.on_topic, fusion.off_topic,
+        POSTINGS_BUDGET, fusion.threshold, fusion.on_topic, fusion.off_topic, departments,
+        scope.chunks,
     )  # fmt: skip
 
 
@@ -390,9 +419,9 @@ async def search(
     one transaction, the reader's rights and role entered once (BEGIN, enter, chunks,
     memories, COMMIT)."""
     async with conn.transaction():
-        await _enter_reader_role(conn, reader, candidates)
+        scope = await _enter_reader_role(conn, reader, candidates)
         chunks = await _chunks(conn, reader, embedding, text, limit, candidates, min_similarity,
-                               arms, fusion)  # fmt: skip
+                               arms, fusion, scope)  # fmt: skip
         memories = None
         if memory_limit > 0:
             memories = await _memories(conn, reader, embedding, memory_limit,
@@ -445,12 +474,14 @@ async def _chunks(
     min_similarity: float,
     arms: tuple[str, ...],
     fusion: Fusion,
+    scope: Scope,
 ) -> Timed[ChunkHit]:
     started = time.perf_counter()
     rows = await conn.fetch(
         _CHUNKS if arms == FUSED else chunks_sql(arms),
-        *chunk_arguments(reader, embedding, text, limit, candidates, min_similarity, fusion),
-    )
+        *chunk_arguments(reader, embedding, text, limit, candidates, min_similarity, fusion,
+                         scope),
+    )  # fmt: skip
     return Timed([ChunkHit(**dict(r)) for r in rows], (time.perf_counter() - started) * 1000)
 
 

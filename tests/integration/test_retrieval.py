@@ -17,6 +17,8 @@ from storage.migrate import apply_migrations
 from storage.retrieval import (
     _CHUNKS,
     Reader,
+    Scope,
+    _enter_reader_role,
     chunk_arguments,
     chunks_sql,
     search_chunks,
@@ -337,8 +339,34 @@ async def test_a_reader_of_a_small_department_gets_the_exact_nearest_chunks(
                 query,
             )
             assert [h.chunk_id for h in found.items] == [r["id"] for r in truth]
-        arguments = chunk_arguments(reader, query, "", limit=10, candidates=40, min_similarity=-1)
         async with conn.transaction():
+            scope = await _enter_reader_role(conn, reader)
+            arguments = chunk_arguments(reader, query, "", limit=10, candidates=40,
+                                        min_similarity=-1, scope=scope)  # fmt: skip
             plan = await conn.fetch("EXPLAIN (ANALYZE) " + chunks_sql(("meaning",)), *arguments)
+    assert scope == Scope(("rare",), 400)
     hnsw = [r[0] for r in plan if "Index Scan using document_chunks_embedding" in r[0]]
     assert hnsw and all("never executed" in line for line in hnsw)  # the exact branch ran
+
+
+async def test_the_readers_scope_is_what_they_may_read_where_they_ask(db: Database) -> None:
+    """The departments the vector arm may scan exactly, and how many chunks they hold."""
+    from tests.support.factories import clear_channel
+
+    for department in ("general", "sales", "hr"):
+        await add_document(db, HASH, department, f"{department} doc", {"S": "text"})
+    await add_document(db, HASH, "legal", "Shared", {"S": "text"}, access=["sales"])
+    await clear_channel(db, "slack", "C-HR", "hr")
+    seller = await add_user(db, "sam@example.com", ["sales"])
+    boss = await add_user(db, "bo@example.com", [], super_user=True)
+
+    async def scope(user: int, channel: str | None) -> Scope:
+        async with db.pool.acquire() as conn, conn.transaction():
+            found = await _enter_reader_role(conn, Reader(1, user, "slack", channel, ("general",)))
+        return Scope(tuple(sorted(found.departments)) if found.departments else None,
+                     found.chunks)  # fmt: skip
+
+    assert await scope(seller, None) == Scope(("general", "legal", "sales"), 3)
+    assert await scope(seller, "C-HR") == Scope(("general",), 1)  # the channel is not sales
+    assert await scope(boss, None) == Scope(None, 4)
+    assert await scope(boss, "C-HR") == Scope(("general", "hr"), 2)
