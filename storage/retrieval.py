@@ -164,11 +164,6 @@ channel AS MATERIALIZED (
     FROM channel_clearances cc
     WHERE cc.tenant_id = $1 AND cc.platform = $4 AND cc.channel_id = $5
 ),
--- What the reader may read here, as the reader's entry computed it ($16 departments, NULL for
--- every one; $17 how many chunks they hold): the vector arm scans a small set exactly.
-scope AS MATERIALIZED (
-    SELECT $16::text[] AS departments, $17::bigint AS chunks
-),
 readable AS NOT MATERIALIZED (
     SELECT c.* FROM document_chunks c
     WHERE c.tenant_id = $1
@@ -180,17 +175,20 @@ readable AS NOT MATERIALIZED (
            OR c.department_access && (SELECT departments FROM channel))
 ),
 by_meaning AS (
-    -- Small readable sets: an exact scan through the department index (`+ 0` keeps the
-    -- planner off HNSW), exact and cheaper than making HNSW wade through everyone else's
-    -- chunks. Large ones: HNSW with iterative scans. Only the branch whose filter holds runs.
+    -- Small readable sets ($16 the departments the reader may read here, NULL for all; $17
+    -- their chunks, both from the reader's entry): an exact scan through the department index
+    -- (`+ 0` keeps the planner off HNSW), exact and cheaper than making HNSW wade through
+    -- everyone else's chunks. Large ones: HNSW with iterative scans. As parameters, not a
+    -- subquery, they are known when the search is planned: at a million chunks a subquery's
+    -- unknown department list was planned as a whole-table scan.
     SELECT id, row_number() OVER (ORDER BY distance) AS rank, 1 - distance AS similarity
     FROM ((SELECT id, embedding <=> $6 AS distance FROM readable
-           WHERE (SELECT departments IS NOT NULL AND chunks <= {EXACT_SCAN_LIMIT} FROM scope)
-             AND department = ANY ((SELECT departments FROM scope)::text[])
+           WHERE $16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT}
+             AND department = ANY ($16::text[])
            ORDER BY (embedding <=> $6) + 0 LIMIT $8)
           UNION ALL
           (SELECT id, embedding <=> $6 AS distance FROM readable
-           WHERE NOT (SELECT departments IS NOT NULL AND chunks <= {EXACT_SCAN_LIMIT} FROM scope)
+           WHERE NOT ($16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT})
            ORDER BY embedding <=> $6 LIMIT $8)) nearest
     WHERE 1 - distance >= $9
 ),
