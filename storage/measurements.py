@@ -1,4 +1,5 @@
-"""The service's own measurements: query_log, llm_call_metrics, rag_metrics, answer_feedback."""
+"""The service's own measurements: the records of query_log, llm_call_metrics and rag_metrics
+(written with a turn by storage/turns.py), LLM calls of other purposes, answer_feedback."""
 
 from __future__ import annotations
 
@@ -55,21 +56,6 @@ class RetrievalRecord:
     query_id: int | None = None
 
 
-async def log_query(conn: asyncpg.Connection, q: QueryRecord) -> int:
-    return await conn.fetchval(
-        """
-        INSERT INTO query_log (tenant_id, user_id, session_id, platform, channel_id, in_channel,
-                               query_text, answer_status, grounded, chunk_ids, memory_ids,
-                               response_time_ms, reference_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-        RETURNING id
-        """,
-        q.tenant_id, q.user_id, q.session_id, q.platform, q.channel_id, q.in_channel,
-        q.query_text, q.answer_status, q.grounded, q.chunk_ids, q.memory_ids,
-        q.response_time_ms, q.reference_id,
-    )  # fmt: skip
-
-
 async def log_llm_call(conn: asyncpg.Connection, c: LLMCallRecord) -> None:
     await conn.execute(
         """
@@ -82,19 +68,6 @@ async def log_llm_call(conn: asyncpg.Connection, c: LLMCallRecord) -> None:
         c.tenant_id, c.query_id, c.purpose, c.model, c.status, c.error_type, c.attempts,
         c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens,
         c.latency_ms, c.time_to_first_token_ms, c.cost_usd,
-    )  # fmt: skip
-
-
-async def log_retrieval(conn: asyncpg.Connection, r: RetrievalRecord) -> None:
-    await conn.execute(
-        """
-        INSERT INTO rag_metrics (tenant_id, query_id, embed_ms, memory_search_ms,
-                                 chunk_search_ms, memories_found, chunks_found,
-                                 top_memory_score, top_chunk_score)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        """,
-        r.tenant_id, r.query_id, r.embed_ms, r.memory_search_ms, r.chunk_search_ms,
-        r.memories_found, r.chunks_found, r.top_memory_score, r.top_chunk_score,
     )  # fmt: skip
 
 
