@@ -90,9 +90,9 @@ class Timed[T]:
 
 
 # One round trip sets everything a search needs for the rest of its transaction: the reader's
-# rights for row-level security, the role (when this connection may take it) and HNSW's scan
-# options. $1 tenant, $2 user, $3 public departments, $4 platform, $5 channel (NULL in a DM),
-# $6 ef_search.
+# rights for row-level security, the role (when this connection may take it) and the planner's
+# and HNSW's options; it returns what the reader may read here (their scope). $1 tenant, $2 user,
+# $3 public departments, $4 platform, $5 channel (NULL in a DM), $6 ef_search.
 _ENTER_READER = """
 WITH rights AS (
     SELECT u.is_super_user,

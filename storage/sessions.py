@@ -38,37 +38,19 @@ class Message:
     created_at: dt.datetime
 
 
-async def get_or_create(conn: asyncpg.Connection, key: SessionKey) -> Session:
-    """Today's session for the key, created if missing; one statement, so two first messages
-    arriving together end up in the same session."""
-    row = await conn.fetchrow(
-        """
-        INSERT INTO chat_sessions (tenant_id, user_id, platform, conversation_key, scope_date)
-        VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (tenant_id, user_id, platform, conversation_key, scope_date)
-        DO UPDATE SET last_message_at = now()
-        RETURNING id, message_count
-        """,
-        key.tenant_id,
-        key.user_id,
-        key.platform,
-        key.conversation_key,
-        key.scope_date,
-    )
-    return Session(id=row["id"], key=key, message_count=row["message_count"])
-
-
 async def open_and_append(
     conn: asyncpg.Connection,
     key: SessionKey,
     *,
     content: str,
+    role: str = "user",
     metadata: dict[str, Any] | None = None,
     platform_message_id: str | None = None,
 ) -> Message:
-    """Today's session for the key (created if missing) with the person's message appended, in
-    one statement: the upsert locks the session row, so concurrent first messages share one
-    session and sequence numbers stay unique and without gaps."""
+    """Today's session for the key (created if missing) with a message appended (the person's,
+    unless `role` says otherwise), in one statement: the upsert locks the session row, so
+    concurrent first messages share one session and sequence numbers stay unique and without
+    gaps."""
     row = await conn.fetchrow(
         """
         WITH session AS (
@@ -81,51 +63,12 @@ async def open_and_append(
         )
         INSERT INTO session_messages (tenant_id, session_id, role, content, sequence_number,
                                       metadata, platform_message_id)
-        SELECT $1, session.id, 'user', $6, session.message_count, $7, $8 FROM session
+        SELECT $1, session.id, $9, $6, session.message_count, $7, $8 FROM session
         RETURNING id, session_id, role, content, sequence_number, metadata, created_at
         """,
         key.tenant_id, key.user_id, key.platform, key.conversation_key, key.scope_date,
-        content, metadata or {}, platform_message_id,
+        content, metadata or {}, platform_message_id, role,
     )  # fmt: skip
-    return Message(**dict(row))
-
-
-async def append(
-    conn: asyncpg.Connection,
-    *,
-    tenant_id: int,
-    session_id: int,
-    role: str,
-    content: str,
-    metadata: dict[str, Any] | None = None,
-    platform_message_id: str | None = None,
-) -> Message:
-    """Append a message with the session's next sequence number.
-
-    The counter is bumped with an UPDATE in the same statement: the row lock it takes makes
-    concurrent appends to one session queue, so numbers are unique and without gaps."""
-    row = await conn.fetchrow(
-        """
-        WITH bumped AS (
-            UPDATE chat_sessions
-            SET message_count = message_count + 1, last_message_at = now()
-            WHERE id = $2 AND tenant_id = $1
-            RETURNING message_count
-        )
-        INSERT INTO session_messages (tenant_id, session_id, role, content, sequence_number,
-                                      metadata, platform_message_id)
-        SELECT $1, $2, $3, $4, bumped.message_count, $5, $6 FROM bumped
-        RETURNING id, session_id, role, content, sequence_number, metadata, created_at
-        """,
-        tenant_id,
-        session_id,
-        role,
-        content,
-        metadata or {},
-        platform_message_id,
-    )
-    if row is None:
-        raise LookupError(f"session {session_id} does not exist")
     return Message(**dict(row))
 
 

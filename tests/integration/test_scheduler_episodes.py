@@ -25,13 +25,12 @@ YESTERDAY, TODAY = dt.date(2026, 3, 9), dt.date(2026, 3, 10)
 async def session(db: Database, user_id: int, day: dt.date, key: str, *turns: str) -> int:
     """A session with alternating user / assistant messages."""
     async with db.transaction() as conn:
-        found = await sessions.get_or_create(
-            conn, sessions.SessionKey(1, user_id, "slack", key, day)
-        )
         for number, text in enumerate(turns):
-            await sessions.append(conn, tenant_id=1, session_id=found.id, content=text,
-                                  role="user" if number % 2 == 0 else "assistant")  # fmt: skip
-    return found.id
+            found = await sessions.open_and_append(
+                conn, sessions.SessionKey(1, user_id, "slack", key, day), content=text,
+                role="user" if number % 2 == 0 else "assistant",
+            )  # fmt: skip
+    return found.session_id
 
 
 async def episodes_of(db: Database) -> list[tuple[int, str, str]]:
