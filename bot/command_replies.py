@@ -25,6 +25,13 @@ from bot.turns import Retrieved, Turn
 from storage.retrieval import ChunkHit
 
 DOCS_SHOWN = 5
+# Platforms whose edge shows a command's reply (`Reply.ephemeral`) to the asker alone when it was
+# typed in a shared conversation: Teams sends it to the person's 1:1 chat, the web chat shows it
+# only on their page. Slack posts a channel mention's reply for everyone to see.
+PRIVATE_REPLIES = frozenset({"teams", "web"})
+ASK_DIRECTLY = (
+    "Your memories are private, so I won't show them here: send me `{command}` in a direct message."
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,11 @@ class CommandTools:
 async def run_command(
     tools: CommandTools, turn: Turn, command: Command
 ) -> tuple[str, list[ChunkHit]]:
-    """The reply text for a command, and the passages it shows (for `docs`)."""
+    """The reply text for a command, and the passages it shows (for `docs`). A command that
+    would show the person's memories is refused where everyone in the conversation would see
+    the reply."""
+    if would_leak(command, turn):
+        return ASK_DIRECTLY.format(command=_typed(command)), []
     tenant_id, user_id = turn.tenant_id, turn.user.id
     match command:
         case Remember(fact=fact):
@@ -94,6 +105,19 @@ async def run_command(
         case Help():
             return HELP_TEXT, []
     raise AssertionError(f"unhandled command {command!r}")
+
+
+def would_leak(command: Command, turn: Turn) -> bool:
+    """Whether the reply would reveal personal data (memories) to others: `memories` and
+    `forget` (its reply quotes what it forgot) in a shared conversation whose platform cannot
+    answer the asker alone. `remember` only echoes what the person just wrote there."""
+    message = turn.message
+    personal = isinstance(command, ListMemories | Forget)
+    return personal and not message.is_direct and message.platform not in PRIVATE_REPLIES
+
+
+def _typed(command: Command) -> str:
+    return f"forget {command.target}" if isinstance(command, Forget) else "memories"
 
 
 async def firing_alerts(alerts: AlertRules | None, turn: Turn) -> str:

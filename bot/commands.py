@@ -62,7 +62,7 @@ HELP_TEXT = """Here is what I can do:
 • Ask me anything: I answer from the documents your departments may read, and cite them.
 • `remember <fact>` — I keep it and use it when you talk to me directly.
 • `forget <text or #id>` — I drop a memory.
-• `memories` — what I know about you.
+• `memories` — what I know about you, shown to you alone (never to a channel).
 • `docs <question>` — the passages I would cite, without an answer.
 • `alerts` — the alerts firing now.
 • `schedule list|add|pause|resume|delete|run-now …` — messages posted here on a schedule.

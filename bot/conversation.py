@@ -6,6 +6,7 @@ then memory extraction off the reply path.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -44,6 +45,9 @@ Clock = Callable[[], dt.datetime]
 CHUNKS_IN_PROMPT = 6
 MEMORIES_IN_PROMPT = 5
 HISTORY_BUDGET_TOKENS = 3000
+# What of a message is searched: its beginning. A pasted log of a megabyte says what it is about
+# in its first lines, and every arm's cost (and PostgreSQL's parser depth) grows with the text.
+SEARCH_TEXT_CHARS = 4000
 APOLOGY = (
     "Sorry — I couldn't get an answer from the language model just now. Your message is saved; "
     "please try again in a minute. (reference {reference})"
@@ -86,12 +90,17 @@ class ConversationService:
         self.relevance = RelevanceGate(settings)
         self.alerts = alerts
         self.schedules = schedules
+        self._answering = asyncio.Semaphore(settings.answer_concurrency)
         self.commands = CommandTools(self.memories, self.retrieve, schedules, alerts)
 
     async def handle(
         self, message: IncomingMessage, on_delta: DeltaCallback | None = None
     ) -> Reply:
         """Answer one message. The question is committed before any model is called."""
+        async with self._answering:
+            return await self._handle(message, on_delta)
+
+    async def _handle(self, message: IncomingMessage, on_delta: DeltaCallback | None) -> Reply:
         turn = await self._begin(message)
         command = parse_command(message.text)
         try:
@@ -141,6 +150,7 @@ class ConversationService:
 
     async def retrieve(self, turn: Turn, text: str) -> Retrieved:
         """Memories (direct messages only) and readable chunks for `text`."""
+        text = text[:SEARCH_TEXT_CHARS]
         started = time.perf_counter()
         vector = await self.embedder.embed_query(text)
         embed_ms = (time.perf_counter() - started) * 1000

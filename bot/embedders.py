@@ -7,7 +7,7 @@ from pydantic import SecretStr
 from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
 from bot.embeddings import Embedder, EmbeddingError, HashEmbedder, LocalEmbedder
 from bot.settings import EmbeddingProvider, Settings
-from bot.static_embeddings import WordLlamaEmbedder
+from bot.static_embeddings import MiniLMEmbedder, WordLlamaEmbedder
 
 
 def create_embedder(settings: Settings) -> Embedder:
@@ -18,6 +18,8 @@ def create_embedder(settings: Settings) -> Embedder:
     dimension = settings.embedding_dimension
     if provider is EmbeddingProvider.WORDLLAMA:
         return WordLlamaEmbedder(dimension)
+    if provider is EmbeddingProvider.MINILM:
+        return MiniLMEmbedder(dimension)
     if provider is EmbeddingProvider.HASH:
         return HashEmbedder(dimension)
     model, base_url = settings.embedding_model_name, settings.embedding_base_url

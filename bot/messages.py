@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bot.text import storable
+
 
 class ReplyStatus(StrEnum):
     ANSWERED = "answered"  # Claude answered
@@ -52,6 +54,14 @@ class IncomingMessage:
     display_name: str | None = None
     trusted_email: str | None = None
     lookup_profile: ProfileLookup | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Whatever the platform sent, what is kept is what PostgreSQL can store (bot/text.py).
+        for name in ("user_id", "conversation_id", "text", "thread_id", "message_id", "email",
+                     "display_name"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and storable(value) is not value:
+                object.__setattr__(self, name, storable(value))
 
     @property
     def conversation_key(self) -> str:

@@ -7,6 +7,7 @@ sources and buttons; each sender renders them its own way (Slack blocks, Adaptiv
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -94,9 +95,12 @@ class Sender(Protocol):
         """Replace an earlier message's content (e.g. an acknowledged alert)."""
         ...
 
-    async def find(self, target: Target, idempotency_key: str) -> Delivery | None:
+    async def find(
+        self, target: Target, idempotency_key: str, *, since: dt.datetime | None = None
+    ) -> Delivery | None:
         """The message an earlier attempt posted with this key, when the platform lets us
-        tell (so a retry after a crash does not post twice); None otherwise."""
+        tell (so a retry after a crash does not post twice); None otherwise. `since` is no
+        later than the first attempt: a platform searched by time looks back that far."""
         ...
 
 

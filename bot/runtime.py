@@ -17,7 +17,7 @@ from bot.event_ledger import EventLedger
 from bot.feedback import FEEDBACK, Feedback
 from bot.llm import Claude
 from bot.outbound import Senders
-from bot.schedules import Schedules
+from bot.schedules import Schedules, platforms_on
 from bot.settings import Settings
 from bot.spawner import Spawner
 from storage import retrieval
@@ -40,7 +40,11 @@ class Runtime:
         self.actions = Actions()
         self.events = EventLedger(self.db)
         self.alert_rules = AlertRules(
-            self.db, self.senders, actor="platform", default_timezone=settings.default_timezone
+            self.db,
+            self.senders,
+            actor="platform",
+            default_timezone=settings.default_timezone,
+            platforms=platforms_on(settings),
         )
         self.alert_evaluator = AlertEvaluator(self.db, self.senders)
         self.embedder: Embedder | None = None
@@ -72,6 +76,7 @@ class Runtime:
                     actor="chat",
                     default_timezone=self.settings.default_timezone,
                     public_departments=self.settings.public_departments,
+                    platforms=platforms_on(self.settings),
                 ),
             )
             feedback = Feedback(self.db, self.settings.default_timezone)

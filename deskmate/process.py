@@ -8,11 +8,14 @@ that no delivery starts while the platforms close. Each stage's stop is bounded.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import Sequence
 
 from aiohttp import web
 
+from bot.errors import ConfigError
 from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.http import Installer, create_app
@@ -62,7 +65,15 @@ class Process:
         app = create_app(self.runtime, self.installers, host=self.host)
         self.runner = web.AppRunner(app, shutdown_timeout=HTTP_SHUTDOWN_SECONDS, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, port).start()
+        try:
+            await web.TCPSite(self.runner, self.host, port).start()
+        except OSError as exc:  # taken since check_address said it was free
+            raise ConfigError(address_problem(self.host, port, exc)) from None
+
+    def check_address(self) -> None:
+        """Raise ConfigError now, before the slow start, when the HTTP address cannot be had."""
+        if self.port:
+            check_address(self.host, self.port)
 
     async def stop(self) -> None:
         """Scheduler, then platforms (requests in flight finish), then the core and the pool."""
@@ -73,3 +84,27 @@ class Process:
             await self.runner.cleanup()
             self.runner = None
         await self.runtime.stop()
+
+
+def address_problem(host: str, port: int, exc: OSError) -> str:
+    """The one line an operator reads when `deskmate serve` cannot listen."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use (another deskmate?); choose another with --port"
+    reason = exc.strerror or type(exc).__name__
+    return f"cannot listen on {host} port {port}: {reason}"
+
+
+def check_address(host: str, port: int) -> None:
+    """Bind `host:port` the way the HTTP server will (address reuse on), then let it go; a
+    port in use or an address this machine does not have raises ConfigError."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}: {exc.strerror}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ConfigError(address_problem(host, port, exc)) from None

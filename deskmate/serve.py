@@ -16,11 +16,12 @@ logger = logging.getLogger("deskmate.serve")
 
 async def serve(settings: Settings, *, host: str, port: int) -> None:
     """Run until SIGTERM or SIGINT; then stop accepting, finish in-flight work, close the pool."""
+    process = Process(settings, installers(settings), host=host, port=port)
+    process.check_address()  # a busy port is reported before the database is started
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    process = Process(settings, installers(settings), host=host, port=port)
     try:
         await process.start()
         try:

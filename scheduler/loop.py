@@ -3,6 +3,7 @@ the state, so every replica may run every job at once.
 
 Jobs: `scheduler.tick` materialises due runs and wakes the delivery worker; `episodes.nightly`
 summarises past sessions. `alerts.evaluate` evaluates the alert rules that are due.
+`events.sweep` answers accepted platform events that a dead replica left unfinished.
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ class Scheduler:
         # is due, once across replicas (bot/alerts/evaluator.py).
         self.add_job("alerts.evaluate", self.evaluate_alerts,
                      IntervalTrigger(seconds=self.tick_seconds), quiet=True)  # fmt: skip
+        # Accepted platform events whose answer never finished (a replica died) are answered
+        # again by whichever replica looks first (bot/event_ledger.py).
+        self.add_job("events.sweep", self.sweep_events,
+                     IntervalTrigger(seconds=self.tick_seconds), quiet=True)  # fmt: skip
         self._worker_task = self.runtime.tasks.spawn(self._work(), name="scheduler-worker")
         self._aps.start()
         logger.info("scheduler started as %s (tick every %.1f s)", self.replica, self.tick_seconds)
@@ -179,11 +184,17 @@ class Scheduler:
     async def tick(self) -> dict[str, Any]:
         created = await materialise(self.runtime.db)
         self.wake()
-        return {"runs_created": created} if created else {}
+        waiting = await self.worker.warn_waiting()
+        details = {"runs_created": created} if created else {}
+        return details | ({"runs_waiting_for_platform": waiting} if waiting else {})
 
     async def evaluate_alerts(self) -> dict[str, Any]:
         evaluated = await self.runtime.alert_evaluator.run_due()
         return {"evaluated": evaluated} if evaluated else {}
+
+    async def sweep_events(self) -> dict[str, Any]:
+        resumed = await self.runtime.events.sweep(self.runtime.tasks.spawn)
+        return {"resumed": resumed} if resumed else {}
 
     async def nightly_episodes(self) -> dict[str, Any]:
         assert self.runtime.embedder is not None

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter as MetricCounter
 
 from bot.cron import backoff_seconds, idempotency_key
+from bot.directory import PLATFORMS
 from bot.errors import NotFound, report_error
 from bot.metrics import REGISTRY
 from bot.outbound import Delivery, DeliveryError, Outbound, Sender, Target
 from scheduler import content
-from storage import jobs
+from storage import jobs, schedules
 from storage.jobs import Claim
 
 if TYPE_CHECKING:
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("deskmate.scheduler")
 
 DRAIN_SECONDS = 60.0
+# A due run for a platform this process cannot post to is left to replicas that can; one still
+# waiting after this long is worth a warning (once), as no replica may have that platform.
+WAITING_WARN_SECONDS = 60.0
+WAITING_LOOKED_AT = 100
 
 DELIVERIES = MetricCounter(
     "deskmate_scheduled_runs_total",
@@ -53,6 +58,7 @@ class DeliveryWorker:
         self.retry_base = settings.scheduler_retry_base_seconds
         self.retry_max = settings.scheduler_retry_max_seconds
         self.stopping = False
+        self._warned: set[int] = set()  # runs already reported as waiting for their platform
 
     async def drain(self, budget_seconds: float = DRAIN_SECONDS) -> Counter[str]:
         """Claim and deliver until no run is due (or, under constant load, until the budget is
@@ -89,6 +95,24 @@ class DeliveryWorker:
         async with self.runtime.db.pool.acquire() as conn:
             return await jobs.claim(conn, self.replica, platforms, limit, self.lease)
 
+    async def warn_waiting(self, waited_seconds: float = WAITING_WARN_SECONDS) -> int:
+        """Log, once per run, each due run for a platform this process cannot post to that has
+        waited `waited_seconds`; returns how many were newly reported."""
+        off = [p for p in PLATFORMS if p not in self.runtime.senders.platforms]
+        if not off:
+            return 0
+        async with self.runtime.db.pool.acquire() as conn:
+            waiting = await schedules.runs_waiting_for(conn, off, waited_seconds,
+                                                       WAITING_LOOKED_AT)  # fmt: skip
+        fresh = [run for run in waiting if run.id not in self._warned]
+        for run in fresh:
+            logger.warning("run %s of schedule %s (%s:%s, slot %s) is waiting: %s is not "
+                           "configured in this process, so only a replica that has it can "
+                           "deliver it", run.id, run.schedule_id, run.platform, run.channel,
+                           f"{run.slot:%Y-%m-%d %H:%M %Z}", run.platform)  # fmt: skip
+        self._warned = {run.id for run in waiting}  # forget runs that left the queue
+        return len(fresh)
+
     def _outcome(self, task: asyncio.Task[str]) -> str:
         try:
             return task.result()
@@ -104,7 +128,7 @@ class DeliveryWorker:
         target = Target(claim.platform, claim.channel, thread=claim.thread, tenant=claim.tenant)
         try:
             sender = self.runtime.senders.get(claim.platform)
-            if claim.attempts > 1 and (earlier := await self._find(sender, target, key)):
+            if claim.attempts > 1 and (earlier := await self._find(sender, target, key, claim)):
                 return await self._sent(claim, earlier, outcome="found")
             if claim.attempts > self.max_attempts:
                 reason = f"gave up after {self.max_attempts} attempts: its deliverer stopped"
@@ -129,11 +153,14 @@ class DeliveryWorker:
             reference = report_error(exc, where="scheduler.deliver")
             return await self._failure(claim, f"internal error (reference {reference})", True, None)
 
-    async def _find(self, sender: Sender, target: Target, key: str) -> Delivery | None:
+    async def _find(
+        self, sender: Sender, target: Target, key: str, claim: Claim
+    ) -> Delivery | None:
         """The earlier attempt's post, if the platform can tell; a platform that cannot look
         (e.g. a missing scope) means we post — at least once beats never."""
         try:
-            return await sender.find(target, key)
+            # No attempt can precede the run's slot (runs are made once their slot is due).
+            return await sender.find(target, key, since=claim.slot)
         except DeliveryError as exc:
             if exc.retryable:
                 raise

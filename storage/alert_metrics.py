@@ -1,4 +1,5 @@
-"""The metrics alert rules watch, computed in SQL over a window of the service's own tables.
+"""The metrics alert rules watch, computed in SQL over a window of the service's own tables,
+and the sandbox a custom_sql rule's own query runs in (migration 0012 says why it is one).
 
 Every query returns NULL when the window holds nothing to measure: "no data" is its own result,
 never 0. Counts (`query_volume`, `delivery_failures`) are the exception: zero of something is
@@ -8,13 +9,21 @@ a measurement.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from decimal import Decimal
 
 import asyncpg
 
-ALERT_READER_ROLE = "deskmate_alert_reader"
+from storage import alert_sql
+from storage.alert_sql import CustomSQLError
+from storage.database import Database
+
+__all__ = ["CustomSQLError", "builtin_metric", "custom_metric"]
+
 CUSTOM_SQL_TIMEOUT_MS = 2000
+LOCK_TIMEOUT_MS = 500
+WORK_MEM = "8MB"
+# The client's own bound, past the server's statement timeout, for a server that does not answer.
+TIMEOUT_GRACE_S = 1.0
 
 # $1 tenant, $2 window start, $3 window end (exclusive start, inclusive end).
 METRIC_SQL = {
@@ -62,10 +71,6 @@ METRIC_SQL = {
 }
 
 
-class CustomSQLError(Exception):
-    """A custom_sql rule's query cannot be used; the message says why, in one sentence."""
-
-
 async def builtin_metric(
     conn: asyncpg.Connection, metric: str, tenant_id: int, start: dt.datetime, end: dt.datetime
 ) -> float | None:
@@ -73,17 +78,8 @@ async def builtin_metric(
     return float(value) if value is not None else None
 
 
-def _single_statement(sql: str) -> str:
-    body = sql.strip().rstrip(";").strip()
-    if not body:
-        raise CustomSQLError("the query is empty")
-    if ";" in re.sub(r"'[^']*'", "", body):
-        raise CustomSQLError("give exactly one statement")
-    return body
-
-
 async def custom_metric(
-    conn: asyncpg.Connection,
+    db: Database,
     sql: str,
     tenant_id: int,
     start: dt.datetime,
@@ -91,31 +87,130 @@ async def custom_metric(
     *,
     timeout_ms: int = CUSTOM_SQL_TIMEOUT_MS,
 ) -> float | None:
-    """Run a rule's own query: one number, read-only, time-limited, as a role that cannot write
-    and only sees this tenant's measurements. `$1` … `$3` are tenant, window start and end.
+    """Run a rule's own query in the sandbox: checked first (storage/alert_sql.py), then run on
+    a connection of its own that logs in as the reader role, in a read-only transaction with a
+    statement timeout, over views that show this tenant only; the connection is closed after.
+    `$1` … `$3` are tenant, window start and end.
 
-    Raises CustomSQLError for a query that writes, fails, times out, or does not return exactly
-    one row of one number (NULL counts as no data)."""
-    body = _single_statement(sql)
-    uses = {int(n) for n in re.findall(r"\$(\d+)", body)}
-    if uses - {1, 2, 3}:
-        raise CustomSQLError("only $1 (tenant), $2 (window start) and $3 (window end) exist")
-    args = [tenant_id, start, end][: max(uses, default=0)]
+    Raises CustomSQLError for a query that is refused, fails, times out, or does not return
+    exactly one row of one number (NULL counts as no data)."""
+    query = alert_sql.check(sql)
+    reader = await _open_reader(db, timeout_ms)
     try:
-        async with conn.transaction(readonly=True):
-            await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            await conn.execute("SELECT set_config('deskmate.tenant_id', $1, true)", str(tenant_id))
-            await conn.execute(f"SET LOCAL ROLE {ALERT_READER_ROLE}")
-            rows = await conn.fetch(body, *args)
-    except asyncpg.QueryCanceledError:
+        rows = await _run(db, reader, query.text, (tenant_id, start, end), timeout_ms)
+    except (asyncpg.QueryCanceledError, TimeoutError):
         raise CustomSQLError(f"the query ran longer than {timeout_ms} ms") from None
     except asyncpg.ReadOnlySQLTransactionError:
         raise CustomSQLError("the query tries to write; alert queries may only read") from None
     except asyncpg.InsufficientPrivilegeError as exc:
-        raise CustomSQLError(f"the query reads or writes what it may not ({exc})") from None
-    except asyncpg.PostgresError as exc:
+        raise CustomSQLError(f"the query reads or does what it may not ({exc})") from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise CustomSQLError(f"the query failed: {exc}") from None
+    finally:
+        await _discard(reader)
     return _one_number(rows)
+
+
+def _reader_settings(timeout_ms: int) -> dict[str, str]:
+    """What the reader's session is, fixed at login (the query cannot send a SET)."""
+    return {
+        "search_path": alert_sql.VIEW_SCHEMA,
+        "default_transaction_read_only": "on",
+        "statement_timeout": str(int(timeout_ms)),
+        "lock_timeout": str(LOCK_TIMEOUT_MS),
+        "idle_in_transaction_session_timeout": str(int(timeout_ms) + 5000),
+        "work_mem": WORK_MEM,
+        "max_parallel_workers_per_gather": "0",
+        "jit": "off",
+        # A query still running after its connection is gone is stopped within a second.
+        "client_connection_check_interval": "1000",
+        "application_name": "deskmate alert rule",
+    }
+
+
+async def _open_reader(db: Database, timeout_ms: int) -> asyncpg.Connection:
+    async with db.pool.acquire() as conn:
+        stored = await conn.fetchrow("SELECT role, password FROM alert_sandbox.reader")
+    if stored is None:
+        raise CustomSQLError(
+            "custom SQL rules are off on this database: its user could not create the "
+            "deskmate_alert_sql role when it was migrated"
+        )
+    role, settings = stored["role"], _reader_settings(timeout_ms)
+    try:
+        return await db.connect_as(role, stored["password"], settings)
+    except asyncpg.InvalidPasswordError:
+        # Another database on the same server has set the role's password since.
+        async with db.pool.acquire() as conn:
+            password = await conn.fetchval("SELECT alert_sandbox.new_reader_password()")
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise _cannot_log_in(role, exc) from None
+    try:
+        return await db.connect_as(role, password, settings)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise _cannot_log_in(role, exc) from None
+
+
+def _cannot_log_in(role: str, exc: Exception) -> CustomSQLError:
+    return CustomSQLError(f"cannot log in as the alert reader {role}: {exc}")
+
+
+async def _run(
+    db: Database,
+    reader: asyncpg.Connection,
+    query: str,
+    window: tuple[int, dt.datetime, dt.datetime],
+    timeout_ms: int,
+) -> list[asyncpg.Record]:
+    """The query inside one read-only transaction of the reader, between a ticket for its
+    session and the ticket's withdrawal (one transaction keeps one server session, even
+    behind a pooler)."""
+    tenant_id, start, end = window
+    async with reader.transaction(readonly=True):
+        session = await reader.fetchrow(_READER_SESSION)
+        await _ticket(db, _ISSUE, session["pid"], session["backend_start"], tenant_id)
+        try:
+            if await reader.fetchval("SELECT id FROM alert_views.tenant") != tenant_id:
+                raise CustomSQLError("the alert sandbox could not be opened for this organisation")
+            # Declared parameter types: a query may use $3 without $1. Prepared over the
+            # extended protocol, which refuses more than one statement.
+            await reader.fetch(f"PREPARE rule_query (bigint, timestamptz, timestamptz) AS\n{query}")
+            return await reader.fetch(
+                _execute(tenant_id, start, end), timeout=timeout_ms / 1000 + TIMEOUT_GRACE_S
+            )
+        finally:
+            await _ticket(db, _WITHDRAW, session["pid"], session["backend_start"])
+
+
+def _execute(tenant_id: int, start: dt.datetime, end: dt.datetime) -> str:
+    """EXECUTE takes no bind parameters: the window goes in as literals, all three our own
+    values (an int and two ISO timestamps), never text from the rule."""
+    return f"EXECUTE rule_query({int(tenant_id)}, '{start.isoformat()}', '{end.isoformat()}')"
+
+
+_READER_SESSION = """
+    SELECT pg_backend_pid() AS pid, backend_start FROM pg_stat_get_activity(pg_backend_pid())
+"""
+# $1 pid, $2 backend start of the reader's session, $3 the tenant its views show.
+_ISSUE = """
+    INSERT INTO alert_sandbox.tickets (pid, backend_start, tenant_id) VALUES ($1, $2, $3)
+    ON CONFLICT (pid) DO UPDATE
+    SET backend_start = excluded.backend_start, tenant_id = excluded.tenant_id, issued_at = now()
+"""
+_WITHDRAW = "DELETE FROM alert_sandbox.tickets WHERE pid = $1 AND backend_start = $2"
+
+
+async def _ticket(db: Database, statement: str, *args: object) -> None:
+    async with db.pool.acquire() as conn:
+        await conn.execute(statement, *args)
+
+
+async def _discard(reader: asyncpg.Connection) -> None:
+    """Close the reader's connection; it is never reused, whatever the query did to it."""
+    try:
+        await reader.close(timeout=1)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        reader.terminate()
 
 
 def _one_number(rows: list[asyncpg.Record]) -> float | None:

@@ -19,6 +19,9 @@ from storage.migrate import apply_migrations, check_embedding_space, pending_mig
 
 logger = logging.getLogger("deskmate.storage")
 
+# Connections reserved for claiming platform events (see Database.ack_pool).
+ACK_POOL_SIZE = 2
+
 # A pooled connection, as the rooms above storage name it when they pass one to a query module.
 Connection = asyncpg.Connection
 
@@ -83,6 +86,7 @@ class Database:
         self._dsn = config.url
         self._embedded: EmbeddedPostgres | None = None
         self._pool: asyncpg.Pool | None = None
+        self._ack_pool: asyncpg.Pool | None = None
 
     @property
     def embedded(self) -> bool:
@@ -93,6 +97,14 @@ class Database:
         if self._pool is None:
             raise RuntimeError("Database.start() has not been called")
         return self._pool
+
+    @property
+    def ack_pool(self) -> asyncpg.Pool:
+        """A few connections kept for accepting platform events: the ack must not queue behind
+        answers, which hold the main pool's connections while they search and record."""
+        if self._ack_pool is None:
+            raise RuntimeError("Database.start() has not been called")
+        return self._ack_pool
 
     async def dsn(self) -> str:
         """The server's URL, starting the embedded server on first use."""
@@ -107,6 +119,16 @@ class Database:
             return await asyncpg.connect(await self.dsn())
         except (OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+
+    async def connect_as(
+        self, user: str, password: str, server_settings: dict[str, str]
+    ) -> asyncpg.Connection:
+        """One plain connection that logs in as another role (the alert sandbox's reader),
+        never part of a pool: the caller closes it. asyncpg's errors pass through, so the caller
+        can tell a refused password from a server that is down."""
+        return await asyncpg.connect(
+            await self.dsn(), user=user, password=password, server_settings=server_settings
+        )
 
     async def migrate(self, *, check_embeddings: bool = True) -> list[str]:
         """Apply pending migrations; return the versions this call applied. Then, unless told
@@ -138,15 +160,19 @@ class Database:
             finally:
                 await conn.close()
         try:
-            self._pool = await asyncpg.create_pool(
-                await self.dsn(),
-                min_size=self.config.pool_min_size,
-                max_size=self.config.pool_max_size,
-                init=_init_connection,
-                reset=_keep_session,
-            )
+            self._pool = await self._open_pool(self.config.pool_min_size, self.config.pool_max_size)
+            self._ack_pool = await self._open_pool(1, ACK_POOL_SIZE)
         except (OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(f"cannot open the database pool: {exc}") from exc
+
+    async def _open_pool(self, min_size: int, max_size: int) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            await self.dsn(),
+            min_size=min(min_size, max_size),
+            max_size=max_size,
+            init=_init_connection,
+            reset=_keep_session,
+        )
 
     async def _check_embeddings(self, conn: asyncpg.Connection) -> None:
         await check_embedding_space(
@@ -155,8 +181,9 @@ class Database:
 
     async def stop(self) -> None:
         """Close the pool, then leave the embedded server (if this process started one)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        pools = [p for p in (self._pool, self._ack_pool) if p is not None]
+        self._pool = self._ack_pool = None
+        for pool in pools:
             try:
                 await pool.close()
             except Exception:  # closing must not hide why we are stopping

@@ -1,16 +1,30 @@
-"""Platform deliveries seen (processed_events): a retried event is answered once.
+"""Platform deliveries seen (processed_events): an accepted event is answered once.
 
-An event is claimed by inserting its row. A delivery whose row exists is skipped, unless the
-earlier attempt failed or stopped reporting progress (its process crashed mid-answer): then the
-retry takes it over.
+An event is claimed by inserting its row, payload included, before the platform hears "accepted".
+A delivery whose row exists is skipped, unless the earlier attempt failed or stopped reporting
+progress (its process crashed mid-answer): then the retry takes it over. Platforms do not retry
+what they saw accepted, so the sweeper (`take_abandoned`) resumes such events from their payload.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import asyncpg
 
-# A claim older than this without being finished is taken to belong to a dead process.
+# A claim not renewed for this long is taken to belong to a dead process.
 STALE_AFTER_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """An accepted event whose answer never finished, taken over to be answered again."""
+
+    platform: str
+    event_id: str
+    payload: dict[str, Any]
+    attempts: int
 
 
 async def claim(
@@ -19,16 +33,18 @@ async def claim(
     event_id: str,
     tenant_id: int,
     *,
+    payload: dict[str, Any] | None = None,
     stale_after: float = STALE_AFTER_SECONDS,
 ) -> bool:
     """True when this caller should process the event (first delivery, or a takeover)."""
     claimed = await conn.fetchval(
         """
-        INSERT INTO processed_events (platform, event_id, tenant_id)
-        VALUES ($1, $2, $3)
+        INSERT INTO processed_events (platform, event_id, tenant_id, payload)
+        VALUES ($1, $2, $3, $5)
         ON CONFLICT (platform, event_id) DO UPDATE
             SET status = 'processing', attempts = processed_events.attempts + 1,
-                updated_at = now()
+                updated_at = now(),
+                payload = coalesce(EXCLUDED.payload, processed_events.payload)
             WHERE processed_events.status = 'failed'
                OR (processed_events.status = 'processing'
                    AND processed_events.updated_at < now() - make_interval(secs => $4))
@@ -38,8 +54,21 @@ async def claim(
         event_id,
         tenant_id,
         stale_after,
+        payload,
     )
     return bool(claimed)
+
+
+async def renew(conn: asyncpg.Connection, platform: str, event_id: str) -> None:
+    """The claim's owner is still working on it: push its lease forward."""
+    await conn.execute(
+        """
+        UPDATE processed_events SET updated_at = now()
+        WHERE platform = $1 AND event_id = $2 AND status = 'processing'
+        """,
+        platform,
+        event_id,
+    )
 
 
 async def finish(conn: asyncpg.Connection, platform: str, event_id: str, *, ok: bool) -> None:
@@ -53,3 +82,52 @@ async def finish(conn: asyncpg.Connection, platform: str, event_id: str, *, ok: 
         event_id,
         "done" if ok else "failed",
     )
+
+
+async def take_abandoned(
+    conn: asyncpg.Connection,
+    *,
+    platforms: list[str],
+    max_attempts: int,
+    retry_failed_after: float,
+    limit: int,
+    stale_after: float = STALE_AFTER_SECONDS,
+) -> list[Abandoned]:
+    """Claim, for this caller, unfinished events of `platforms` that nobody is working on: a
+    lease run out, or a failure older than `retry_failed_after` seconds, with attempts left.
+    Rows another replica is taking at the same moment are skipped, not waited for."""
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT platform, event_id FROM processed_events
+            WHERE status <> 'done' AND payload IS NOT NULL
+              AND platform = ANY($1::text[]) AND attempts < $2
+              AND ((status = 'processing'
+                    AND updated_at < now() - make_interval(secs => $3))
+                   OR (status = 'failed'
+                       AND updated_at < now() - make_interval(secs => $4)))
+            ORDER BY updated_at
+            LIMIT $5
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE processed_events AS e
+        SET status = 'processing', attempts = e.attempts + 1, updated_at = now()
+        FROM due
+        WHERE e.platform = due.platform AND e.event_id = due.event_id
+        RETURNING e.platform, e.event_id, e.payload, e.attempts
+        """,
+        platforms,
+        max_attempts,
+        stale_after,
+        retry_failed_after,
+        limit,
+    )
+    return [Abandoned(r["platform"], r["event_id"], r["payload"], r["attempts"]) for r in rows]
+
+
+async def unfinished(conn: asyncpg.Connection) -> dict[str, int]:
+    """How many accepted events are not done yet, by status (for tests and the fault report)."""
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM processed_events WHERE status <> 'done' GROUP BY 1"
+    )
+    return {r["status"]: r["n"] for r in rows}

@@ -268,3 +268,51 @@ async def fail_schedules(conn: asyncpg.Connection, failures: list[tuple[int, str
             """,
             failures,
         )
+
+
+async def department_exists(conn: asyncpg.Connection, tenant_id: int, department: str) -> bool:
+    """Whether anything of the tenant belongs to the department: a document (as its owner or
+    a reader), a person (as a reader or its head), or a channel cleared for it."""
+    return await conn.fetchval(
+        """
+        SELECT EXISTS (SELECT 1 FROM documents
+                       WHERE tenant_id = $1 AND is_active
+                         AND (department = $2 OR $2 = ANY (department_access)))
+            OR EXISTS (SELECT 1 FROM users
+                       WHERE tenant_id = $1
+                         AND ($2 = ANY (department_access) OR $2 = ANY (dept_head_for)))
+            OR EXISTS (SELECT 1 FROM channel_clearances
+                       WHERE tenant_id = $1 AND department = $2)
+        """,
+        tenant_id, department,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WaitingRun:
+    """A run due for delivery that no replica here can post: its platform is off."""
+
+    id: int
+    schedule_id: int
+    platform: str
+    channel: str
+    slot: dt.datetime
+
+
+async def runs_waiting_for(
+    conn: asyncpg.Connection, platforms: list[str], waited_seconds: float, limit: int
+) -> list[WaitingRun]:
+    """Runs for any of `platforms` that have been due (pending, past their backoff, of an
+    active schedule or `run-now`) for at least `waited_seconds`, longest waiting first."""
+    rows = await conn.fetch(
+        """
+        SELECT r.id, r.schedule_id, s.platform, s.channel, r.slot
+        FROM scheduled_runs r JOIN scheduled_messages s ON s.id = r.schedule_id
+        WHERE r.status = 'pending' AND r.available_at <= now() - make_interval(secs => $2)
+          AND s.platform = ANY ($1::text[]) AND (s.status = 'active' OR r.manual)
+        ORDER BY r.available_at, r.id
+        LIMIT $3
+        """,
+        platforms, waited_seconds, limit,
+    )  # fmt: skip
+    return [WaitingRun(**dict(r)) for r in rows]

@@ -208,3 +208,29 @@ async def create_if_missing(
     user = await get_by_email(conn, tenant_id, email)
     assert user is not None
     return user
+
+
+async def take_email(
+    conn: asyncpg.Connection, tenant_id: int, user: User, email: str, display_name: str
+) -> User | None:
+    """Give `user` (known until now by a made-up address) the email a platform reported, when
+    no other user of the tenant has it and the address is still the one `user` had; None when
+    not (the caller then links the person to the user who has that email)."""
+    try:
+        async with conn.transaction():  # a savepoint: losing a race for the email is no error
+            row = await conn.fetchrow(
+                f"""
+                UPDATE users SET email = $4, display_name = $5, updated_at = now()
+                WHERE tenant_id = $1 AND id = $2 AND email = $3
+                  AND NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND email = $4)
+                RETURNING {_USER_COLUMNS}
+                """,
+                tenant_id,
+                user.id,
+                user.email,
+                email.lower(),
+                display_name,
+            )
+    except asyncpg.UniqueViolationError:
+        return None
+    return _user(row)

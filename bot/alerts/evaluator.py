@@ -92,11 +92,12 @@ class AlertEvaluator:
 
     async def _measure(self, rule: Rule, now: dt.datetime) -> float | None:
         start = now - dt.timedelta(minutes=rule.window_minutes)
+        if rule.metric_type == "custom_sql":
+            # Its own connection, never the pool's: the pool does not run an admin's SQL.
+            return await alert_metrics.custom_metric(
+                self.db, rule.custom_sql or "", rule.tenant_id, start, now
+            )
         async with self.db.pool.acquire() as conn:
-            if rule.metric_type == "custom_sql":
-                return await alert_metrics.custom_metric(
-                    conn, rule.custom_sql or "", rule.tenant_id, start, now
-                )
             return await alert_metrics.builtin_metric(
                 conn, rule.metric_type, rule.tenant_id, start, now
             )

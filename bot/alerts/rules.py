@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Collection
 
 from bot import tenancy
 from bot.actions import Click, ClickResult
@@ -49,7 +50,29 @@ def check_rule(new: NewRule) -> NewRule:
             raise UsageError(str(exc)) from None
         if target.platform not in PLATFORMS:
             raise UsageError(f"unknown platform in {channel!r}: use slack:, teams: or web:")
+        if target.platform == "web" and not _web_channel(target.channel):
+            raise UsageError(f"{channel!r} is no web channel: write it like web:#ops")
     return new
+
+
+def _web_channel(name: str) -> bool:
+    # bot.schedules pulls in the digest's LLM client: `deskmate alerts --help` need not.
+    from bot.schedules import WEB_CHANNEL
+
+    return bool(WEB_CHANNEL.match(name))
+
+
+def check_platforms(new: NewRule, platforms: Collection[str]) -> None:
+    """Refuse a rule that would notify a platform that is off: its posts would wait forever."""
+    from bot.schedules import TURN_ON
+
+    for channel in new.notification_channels:
+        platform = Target.parse(channel).platform
+        if platform not in platforms:
+            raise UsageError(
+                f"{platform} is not configured in this deskmate, so nothing would post to "
+                f"{channel}: {TURN_ON.get(platform, 'turn it on first')}"
+            )
 
 
 class AlertRules:
@@ -62,15 +85,19 @@ class AlertRules:
         *,
         actor: str = "system",
         default_timezone: str = "UTC",
+        platforms: Collection[str] = PLATFORMS,
     ) -> None:
+        """`platforms`: those a new rule may notify, `platforms_on(settings)`."""
         self.db = db
         self.senders = senders
         self.actor = actor
         self.default_timezone = default_timezone
+        self.platforms = frozenset(platforms)
 
     async def add(self, tenant: str, new: NewRule, now: dt.datetime | None = None) -> Rule:
         """Save a rule; a custom_sql rule's query is tried first and rejected with the reason."""
         new = check_rule(dataclasses.replace(new, created_by=new.created_by or self.actor))
+        check_platforms(new, self.platforms)
         now = now or dt.datetime.now(dt.UTC)
         tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
@@ -93,13 +120,12 @@ class AlertRules:
         return rule
 
     async def _try_query(self, tenant_id: int, sql: str, now: dt.datetime) -> None:
-        async with self.db.pool.acquire() as conn:
-            try:
-                await alert_metrics.custom_metric(
-                    conn, sql, tenant_id, now - dt.timedelta(hours=1), now
-                )
-            except CustomSQLError as exc:
-                raise UsageError(f"custom_sql rejected: {exc}") from None
+        try:
+            await alert_metrics.custom_metric(
+                self.db, sql, tenant_id, now - dt.timedelta(hours=1), now
+            )
+        except CustomSQLError as exc:
+            raise UsageError(f"custom_sql rejected: {exc}") from None
 
     async def listing(self, tenant: str) -> list[Rule]:
         """The organisation's alert rules, enabled or not, by name."""

@@ -13,16 +13,20 @@ from bot.alerts.notices import format_value
 from bot.alerts.rules import METRICS, SEVERITIES, AlertRules
 from bot.settings import Settings
 from deskmate.cli.options import add_tenant_option, print_table
+from storage.alert_sql import VIEWS
 from storage.alerts import NewRule
 from storage.database import Database
 
 
 @asynccontextmanager
 async def alert_rules(settings: Settings) -> AsyncIterator[AlertRules]:
+    from bot.schedules import platforms_on
+
     db = Database(settings.database)
     try:
         await db.start(migrate=True)
-        yield AlertRules(db, actor=f"cli:{getpass.getuser()}")
+        # The running services share these settings: a platform off here is off there.
+        yield AlertRules(db, actor=f"cli:{getpass.getuser()}", platforms=platforms_on(settings))
     finally:
         await db.stop()
 
@@ -71,8 +75,9 @@ def register(commands: Any) -> None:
     )
     add.add_argument(
         "--sql",
-        help="custom_sql: one read-only query returning one number; "
-        "$1 tenant id, $2/$3 window start/end",
+        help="custom_sql: one SELECT returning one number, over the views "
+        f"{', '.join(VIEWS)} (this organisation's rows only), with aggregates, arithmetic "
+        "and date functions; $1 tenant id, $2/$3 window start/end",
     )
     add.add_argument("--description")
     add_tenant_option(add)

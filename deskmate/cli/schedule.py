@@ -20,14 +20,16 @@ if TYPE_CHECKING:
 @asynccontextmanager
 async def manager(settings: Settings) -> AsyncIterator[Schedules]:
     # Imported here: the digest code pulls in Claude's SDK, which `--help` should not pay for.
-    from bot.schedules import Schedules
+    from bot.schedules import Schedules, platforms_on
 
     db = Database(settings.database)
     try:
         await db.start(migrate=True)
+        # The running services share these settings: a platform off here is off there.
         yield Schedules(db, actor=f"cli:{getpass.getuser()}",
                         default_timezone=settings.default_timezone,
-                        public_departments=settings.public_departments)  # fmt: skip
+                        public_departments=settings.public_departments,
+                        platforms=platforms_on(settings))  # fmt: skip
     finally:
         await db.stop()
 

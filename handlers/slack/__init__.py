@@ -8,43 +8,63 @@ reached through this module's closure, not Bolt's copied context.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.actions import Click
-from bot.errors import report_error
+from bot.errors import ConfigError, report_error
+from bot.event_ledger import Resume
 from bot.installations import SlackInstallations
 from bot.outbound import DeliveryError, Target
 from bot.runtime import Runtime
 from handlers.slack import interactions
-from handlers.slack.events import message_from_event
+from handlers.slack.events import (
+    SLACKBOT,
+    SlackMessage,
+    is_retry,
+    message_from_event,
+    reference_id,
+)
 from handlers.slack.oauth import add_oauth_routes, oauth_settings
 from handlers.slack.rendering import parse_action_id
+from handlers.slack.requests import Rejected, accepted_request
+from handlers.slack.revocation import TokenRevocation, add_revocation_listeners
 from handlers.slack.sender import Resolve, SlackSender, slack_client
 
 logger = logging.getLogger("deskmate.slack")
 
 
-def build_bolt(runtime: Runtime, client: AsyncWebClient) -> AsyncApp:
-    """The Bolt app with deskmate's listeners: token mode, or OAuth when SLACK_CLIENT_ID is set."""
+def build_bolt(
+    runtime: Runtime, client: AsyncWebClient, revocation: TokenRevocation | None = None
+) -> AsyncApp:
+    """The Bolt app with deskmate's listeners: token mode, or OAuth when SLACK_CLIENT_ID is set.
+    In token mode, `revocation` records the token's end when Slack announces it."""
     settings = runtime.settings
-    assert settings.slack_signing_secret is not None, "Slack needs SLACK_SIGNING_SECRET"
+    if settings.slack_signing_secret is None:
+        raise ConfigError("SLACK_SIGNING_SECRET is not set: Slack requests cannot be verified")
     multi = settings.slack_client_id is not None
     bolt = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=True,
-        raise_error_for_unhandled_request=False,
+        # Unhandled requests reach on_error, which answers them 200 (see there).
+        raise_error_for_unhandled_request=True,
         oauth_settings=oauth_settings(settings, SlackInstallations(runtime.db)) if multi else None,
     )
     if multi:
         bolt.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked
+    elif revocation is not None:
+        add_revocation_listeners(bolt, revocation)
     work = interactions.SlackInteractions(runtime, multi_workspace=multi)
     _add_listeners(bolt, runtime, work)
     return bolt
@@ -63,22 +83,30 @@ def _add_listeners(bolt: AsyncApp, runtime: Runtime, work: interactions.SlackInt
                                      team_id=str(body.get("team_id") or ""))  # fmt: skip
         if message is None:
             return
-        if await runtime.events.claim("slack", message.event_key,
-                                      work.tenant_for(message.team_id)):  # fmt: skip
+        # The payload is stored with the claim, before Bolt acks: if this replica dies
+        # mid-answer, another one answers from it (Slack does not redeliver an acked event).
+        if await runtime.events.claim("slack", message.event_key, work.tenant_for(message.team_id),
+                                      payload=dataclasses.asdict(message)):  # fmt: skip
             spawn(work.answer(message, client), name=f"slack-answer:{message.event_key}")
 
     bolt.event("app_mention")(on_message_event)
     bolt.event("message")(on_message_event)
 
+    # Prompts and the Home tab are spawned before the ack, so a retry (the ack was late)
+    # would only do the same work twice.
     @bolt.event("assistant_thread_started")
-    async def on_thread_started(event: dict[str, Any], client: AsyncWebClient) -> None:
-        spawn(work.suggest_prompts(event, client), name="slack-suggested-prompts")
+    async def on_thread_started(event: dict[str, Any], request: AsyncBoltRequest,
+                                client: AsyncWebClient) -> None:  # fmt: skip
+        if not is_retry(request.headers):
+            spawn(work.suggest_prompts(event, client), name="slack-suggested-prompts")
 
     @bolt.event("app_home_opened")
-    async def on_home(event: dict[str, Any], body: dict[str, Any],
+    async def on_home(event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest,
                       client: AsyncWebClient) -> None:  # fmt: skip
-        spawn(work.publish_home(str(event["user"]), str(body.get("team_id", "")), client),
-              name="slack-home")  # fmt: skip
+        user = str(event.get("user") or "")
+        if user and user != SLACKBOT and not is_retry(request.headers):
+            spawn(work.publish_home(user, str(body.get("team_id") or ""), client),
+                  name="slack-home")  # fmt: skip
 
     @bolt.command("/deskmate")
     async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
@@ -91,17 +119,22 @@ def _add_listeners(bolt: AsyncApp, runtime: Runtime, work: interactions.SlackInt
                         respond: AsyncRespond, client: AsyncWebClient) -> None:  # fmt: skip
         await ack()
         kind = parse_action_id(str(action.get("action_id", "")))
-        if kind is None:
+        clicker, team = reference_id(body.get("user")), reference_id(body.get("team"))
+        if kind is None or not clicker:
             return
-        team = str((body.get("team") or {}).get("id", ""))
         click = Click(kind=kind, value=str(action.get("value", "")), platform="slack",
-                      user_id=str(body["user"]["id"]), workspace_id=team,
-                      tenant=work.tenant_for(team))  # fmt: skip
+                      user_id=clicker, workspace_id=team, tenant=work.tenant_for(team))  # fmt: skip
         spawn(work.click(click, body, respond, client), name=f"slack-click:{kind}")
 
     @bolt.error
-    async def on_error(error: Exception) -> None:
+    async def on_error(error: Exception) -> BoltResponse | None:
+        if isinstance(error, BoltUnhandledRequestError):
+            # A verified request deskmate has no use for (another app's button, an event it
+            # does not act on): Slack counts anything but a 2xx against the app.
+            logger.debug("acknowledged a Slack request deskmate does not handle")
+            return BoltResponse(status=200, body="")
         report_error(error, where="slack")
+        return None
 
 
 def install(app: web.Application, runtime: Runtime) -> None:
@@ -110,18 +143,25 @@ def install(app: web.Application, runtime: Runtime) -> None:
     settings = runtime.settings
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = slack_client(settings, token)
-    bolt = build_bolt(runtime, client)
-    if settings.slack_client_id is not None:
+    # Token mode: Slack's word that the one token is gone stops deliveries with a reason.
+    token_mode = token is not None and settings.slack_client_id is None
+    revocation = TokenRevocation(runtime.db, token) if token and token_mode else None
+    bolt = build_bolt(runtime, client, revocation)
+    resolve = _installed_client(runtime) if settings.slack_client_id is not None else None
+    if resolve is not None:
         add_oauth_routes(app, bolt)
-        runtime.senders.register(SlackSender(client, resolve=_installed_client(runtime)))
-    else:
-        runtime.senders.register(SlackSender(client))
+    revoked = revocation.resolver(client) if revocation else None
+    runtime.senders.register(SlackSender(client, resolve=resolve or revoked))
+    runtime.events.on_resume("slack", _resume_answer(runtime, client, resolve))
+
+    signing = settings.slack_signing_secret  # build_bolt refused to go on without it
+    secret = signing.get_secret_value() if signing else ""
 
     async def slack_events(request: web.Request) -> web.Response:
         try:
-            bolt_request = await to_bolt_request(request)  # parses the body
-        except ValueError:
-            return web.json_response({"error": "malformed Slack payload"}, status=400)
+            bolt_request = await accepted_request(request, secret)
+        except Rejected as refused:
+            return web.json_response({"error": str(refused)}, status=refused.status)
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     app.router.add_post("/slack/events", slack_events)
@@ -141,6 +181,21 @@ def _installed_client(runtime: Runtime) -> Resolve:
         return slack_client(runtime.settings, str(data["bot_token"]))
 
     return resolve
+
+
+def _resume_answer(runtime: Runtime, client: AsyncWebClient, resolve: Resolve | None) -> Resume:
+    """Answer again a message whose first attempt never finished (its replica died)."""
+    work = interactions.SlackInteractions(runtime, multi_workspace=resolve is not None)
+
+    async def resume(payload: dict[str, Any]) -> None:
+        message = SlackMessage(**payload)
+        chosen = client
+        if resolve is not None:
+            tenant = work.tenant_for(message.team_id)
+            chosen = await resolve(Target("slack", message.channel, tenant=tenant))
+        await work.answer(message, chosen)
+
+    return resume
 
 
 def _install_socket_mode(app: web.Application, runtime: Runtime, bolt: AsyncApp) -> None:

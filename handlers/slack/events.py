@@ -14,6 +14,8 @@ from typing import Any
 # Message subtypes that are a person saying something; edits, deletions, joins, bot posts and
 # the rest are not.
 ANSWERABLE_SUBTYPES = {None, "file_share", "thread_broadcast"}
+# Slack's own bot (reminders, notices, "only visible to you" replies): nobody to answer.
+SLACKBOT = "USLACKBOT"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,18 @@ def strip_mention(text: str, bot_user_id: str) -> str:
 
 
 def _from_bot(event: dict[str, Any], bot_user_id: str) -> bool:
-    return bool(event.get("bot_id")) or event.get("user") in (None, bot_user_id)
+    """Not a person: deskmate itself, Slackbot, or any app (apps post with a bot_id or a
+    bot_profile, whatever user id they carry)."""
+    if event.get("bot_id") or event.get("bot_profile"):
+        return True
+    return event.get("user") in (None, "", bot_user_id, SLACKBOT)
+
+
+def reference_id(value: Any) -> str:
+    """The id in a payload's `user`, `team` or `channel`: Slack sends an id or `{"id": …}`."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
 
 
 def message_from_event(

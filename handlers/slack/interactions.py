@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -57,16 +58,17 @@ class SlackInteractions:
         """Answer one user message; the event is marked done, or failed for Slack's retry."""
         ok = False
         try:
-            if message.needs_thread_check and not await self._in_thread(message):
-                ok = True  # a thread deskmate is not part of: nothing to say
-                return
-            incoming = await self._incoming(message, client)
-            if message.is_direct:
-                await set_status(client, message, "is thinking…")
-                await stream_answer(client, message, incoming, self._handle)
-            else:
-                await edit_answer(client, message, incoming, self._handle)
-            ok = True
+            async with self.runtime.events.holding("slack", message.event_key):
+                if message.needs_thread_check and not await self._in_thread(message):
+                    ok = True  # a thread deskmate is not part of: nothing to say
+                    return
+                incoming = await self._incoming(message, client)
+                if message.is_direct:
+                    await set_status(client, message, "is thinking…")
+                    await stream_answer(client, message, incoming, self._handle)
+                else:
+                    await edit_answer(client, message, incoming, self._handle)
+                ok = True
         finally:
             await self.runtime.events.finish("slack", message.event_key, ok=ok)
 
@@ -106,7 +108,12 @@ class SlackInteractions:
         self, click: Click, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         """A deskmate button: the business rule runs; the clicker hears back; the message may
-        change (an acknowledged alert)."""
+        change (an acknowledged alert).
+
+        The clicker's profile comes along: a click may be the first thing a person ever does
+        with deskmate, and the core links them by email only if it has one."""
+        profile = await _users_info(client, click.user_id)
+        click = replace(click, email=profile.email, display_name=profile.display_name)
         try:
             result = await self.runtime.actions.dispatch(click)
         except DeskmateError as exc:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -27,6 +28,11 @@ PERMANENT_ERRORS = {
     "restricted_action", "message_not_found", "cant_update_message",
 }  # fmt: skip
 DELIVERY_EVENT = "deskmate_delivery"
+# How far back `find` looks: from the first attempt (`since`), less a margin for the database's
+# and Slack's clocks disagreeing; a caller that cannot say when it first tried gets a day.
+CLOCK_MARGIN = dt.timedelta(minutes=5)
+DEFAULT_LOOKBACK = dt.timedelta(days=1)
+HISTORY_PAGE = 200  # Slack's advice for conversations.history pages
 
 
 def slack_client(settings: Settings, token: str | None) -> AsyncWebClient:
@@ -115,23 +121,44 @@ class SlackSender:
         except (SlackApiError, SlackClientError) as exc:
             raise delivery_error(exc) from exc
 
-    async def find(self, target: Target, idempotency_key: str) -> Delivery | None:
-        """Look through the channel's recent messages for one carrying the key."""
+    async def find(
+        self, target: Target, idempotency_key: str, *, since: dt.datetime | None = None
+    ) -> Delivery | None:
+        """Look through every message of the channel (or of `target.thread`) posted since the
+        first attempt, page by page, for one carrying the key: however busy the channel, a
+        retry finds its earlier post."""
+        oldest = (since or dt.datetime.now(dt.UTC) - DEFAULT_LOOKBACK) - CLOCK_MARGIN
         try:
             client = await self._client(target)
-            response = await client.conversations_history(
-                channel=target.channel, limit=100, include_all_metadata=True
-            )
+            async for item in _messages_since(client, target, oldest):
+                metadata = item.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if (
+                    metadata.get("event_type") == DELIVERY_EVENT
+                    and payload.get("key") == idempotency_key
+                ):
+                    ts = str(item["ts"])
+                    return Delivery(message_id=ts, thread=target.thread or ts)
         except (SlackApiError, SlackClientError) as exc:
             raise delivery_error(exc) from exc
-        messages: list[dict[str, Any]] = response.get("messages") or []
-        for item in messages:
-            metadata = item.get("metadata") or {}
-            payload = metadata.get("event_payload") or {}
-            if (
-                metadata.get("event_type") == DELIVERY_EVENT
-                and payload.get("key") == idempotency_key
-            ):
-                ts = str(item["ts"])
-                return Delivery(message_id=ts, thread=target.thread or ts)
         return None
+
+
+async def _messages_since(
+    client: AsyncWebClient, target: Target, oldest: dt.datetime
+) -> AsyncIterator[dict[str, Any]]:
+    """The channel's messages (a thread's replies, when the target has a thread) after
+    `oldest`, following Slack's cursor to the end."""
+    query: dict[str, Any] = {"channel": target.channel, "oldest": f"{oldest.timestamp():.6f}",
+                             "limit": HISTORY_PAGE, "include_all_metadata": True}  # fmt: skip
+    while True:
+        if target.thread:
+            response = await client.conversations_replies(ts=target.thread, **query)
+        else:
+            response = await client.conversations_history(**query)
+        for item in response.get("messages") or []:
+            yield item
+        cursor = (response.get("response_metadata") or {}).get("next_cursor")
+        if not response.get("has_more") or not cursor:
+            return
+        query["cursor"] = cursor

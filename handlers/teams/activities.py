@@ -16,6 +16,7 @@ from microsoft_agents.activity import Activity, ActivityTypes
 
 from bot.actions import Click
 from bot.messages import IncomingMessage
+from bot.text import storable, storable_json
 from storage.teams import TeamsConversation
 
 TEAMS = "teams"
@@ -41,6 +42,19 @@ class TeamsMessage:
     event_key: str  # unique per delivery across conversations: dedupes Teams' retries
 
 
+def missing_parts(activity: Activity) -> str | None:
+    """What an inbound activity lacks that every Teams activity has and a turn needs (the
+    SDK keys its turn state by channel, conversation and sender); None when complete."""
+    conversation, sender = activity.conversation, activity.from_property
+    if not activity.channel_id:
+        return "channelId"
+    if conversation is None or not conversation.id:
+        return "conversation.id"
+    if sender is None or not sender.id:
+        return "from.id"
+    return None
+
+
 def split_conversation_id(conversation_id: str) -> tuple[str, str | None]:
     """`19:x@thread.tacv2;messageid=17` → (`19:x@thread.tacv2`, `17`); no thread → None."""
     base, mark, thread = conversation_id.partition(THREAD_MARK)
@@ -60,6 +74,13 @@ def channel_data(activity: Activity) -> dict[str, Any]:
     return dump(by_alias=True, exclude_none=True) if callable(dump) else {}
 
 
+def channel_data_id(activity: Activity, key: str) -> str:
+    """`channelData.<key>.id` ('' when absent or not a string, as in hand-made payloads)."""
+    inner = channel_data(activity).get(key)
+    value = inner.get("id") if isinstance(inner, dict) else None
+    return storable(value) if isinstance(value, str) else ""
+
+
 def conversation_kind(activity: Activity) -> str:
     """personal, groupChat or channel (older payloads only say `isGroup` or have a channel)."""
     conversation = activity.conversation
@@ -73,8 +94,8 @@ def conversation_kind(activity: Activity) -> str:
 def aad_tenant_id(activity: Activity) -> str:
     """The Azure AD tenant the conversation belongs to ('' when Teams did not say)."""
     if activity.conversation is not None and activity.conversation.tenant_id:
-        return activity.conversation.tenant_id
-    return str((channel_data(activity).get("tenant") or {}).get("id") or "")
+        return storable(activity.conversation.tenant_id)
+    return channel_data_id(activity, "tenant")
 
 
 def is_from_bot(activity: Activity) -> bool:
@@ -163,6 +184,8 @@ def conversation_record(activity: Activity) -> TeamsConversation | None:
     for channels, without the activity it was taken from (proactive posts reply to nothing)."""
     if activity.conversation is None or not activity.conversation.id or not activity.service_url:
         return None
+    if storable(activity.conversation.id) != activity.conversation.id:
+        return None  # not an id Teams makes (NUL, lone surrogates): nowhere to post later
     base, _ = split_conversation_id(activity.conversation.id)
     kind = conversation_kind(activity)
     reference = activity.get_conversation_reference()
@@ -171,9 +194,15 @@ def conversation_record(activity: Activity) -> TeamsConversation | None:
     reference.conversation = reference.conversation.model_copy(update={"id": base})
     if kind != PERSONAL:
         reference.user = None  # the last person who spoke is not who a channel post is for
-    team = channel_data(activity).get("team") or {}
     return TeamsConversation(
         conversation_id=base, conversation_type=kind, aad_tenant_id=aad_tenant_id(activity),
-        team_id=team.get("id") or None, service_url=activity.service_url,
-        reference=reference.model_dump(mode="json", by_alias=True, exclude_none=True),
+        team_id=channel_data_id(activity, "team") or None,
+        service_url=storable(activity.service_url),
+        reference=storable_json(reference.model_dump(mode="json", by_alias=True,
+                                                     exclude_none=True)),
     )  # fmt: skip
+
+
+def activity_payload(activity: Activity) -> dict[str, Any]:
+    """The activity as JSON, to answer it again from the database (see EventLedger)."""
+    return activity.model_dump(mode="json", by_alias=True, exclude_none=True)

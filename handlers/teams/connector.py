@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from microsoft_agents.activity import Activity, ActivityTypes, ResourceResponse
+from microsoft_agents.activity import Activity, ActivityTypes, DeliveryModes, ResourceResponse
 from microsoft_agents.hosting.core import TurnContext
 
 from bot.outbound import DeliveryError
@@ -121,7 +121,9 @@ class ConnectorPolicy:
         activities: list[Activity],
         send: Callable[[], Awaitable[list[ResourceResponse]]],
     ) -> list[ResourceResponse]:
-        if all(a.type in _LOCAL_TYPES for a in activities):
+        # Nothing reaches the connector from an expectReplies turn: replies go in the response.
+        buffered = context.activity.delivery_mode == DeliveryModes.expect_replies
+        if buffered or all(a.type in _LOCAL_TYPES for a in activities):
             return await send()
         return await self._paced(activities[0], send)
 

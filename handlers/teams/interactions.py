@@ -41,21 +41,24 @@ PRIVATE_ONLY = "That is only for you to see: ask me in a personal chat with desk
 GROUP_TYPING = TypingOptions(initial_delay_ms=0, interval_ms=3000)
 
 
-async def _member_profile(context: TurnContext, incoming: IncomingMessage) -> Profile:
-    """The sender's email (or UPN) and name from the Bot Connector's member lookup."""
+async def _member_profile(
+    context: TurnContext, conversation_id: str, known_name: str | None
+) -> Profile:
+    """The sender's email (or UPN) and name from the Bot Connector's member lookup (nothing
+    when the turn has no connector: an expectReplies turn talks only through its response)."""
     connector: Any = context.services.get(ConnectorClientBase)
     sender = context.activity.from_property
     if connector is None or sender is None or not hasattr(connector, "get_conversation_member"):
         return Profile()
     try:
-        member = await connector.get_conversation_member(incoming.conversation_id, sender.id)
+        member = await connector.get_conversation_member(conversation_id, sender.id)
     except (aiohttp.ClientError, ValueError) as exc:
         logger.warning("Teams member lookup failed: %s", type(exc).__name__)
         return Profile()
     address = member.email or member.user_principal_name
     return Profile(
         email=address.lower() if address and "@" in address else None,
-        display_name=member.name or incoming.display_name,
+        display_name=member.name or known_name,
     )
 
 
@@ -74,7 +77,8 @@ class TeamsInteractions:
         redelivery of the same message may try again."""
         ok = False
         try:
-            await self.sdk.in_turn(identity, activity, lambda ctx: self._answer(ctx, message))
+            async with self.runtime.events.holding(TEAMS, message.event_key):
+                await self.sdk.in_turn(identity, activity, lambda ctx: self._answer(ctx, message))
             ok = True
         finally:
             await self.runtime.events.finish(TEAMS, message.event_key, ok=ok)
@@ -101,8 +105,39 @@ class TeamsInteractions:
     def _with_profile(self, context: TurnContext, incoming: IncomingMessage) -> IncomingMessage:
         """Let the core ask Teams for the sender's email (UPN) and name when it does not know
         them yet: that is how `users add` entries without a Teams id find their person."""
+        lookup = partial(_member_profile, context, incoming.conversation_id, incoming.display_name)
+        return dataclasses.replace(incoming, lookup_profile=lookup)
+
+    async def answer_in_turn(self, context: TurnContext, message: TeamsMessage) -> None:
+        """Answer inside the request's own turn (`deliveryMode: expectReplies`): the reply is
+        returned in the HTTP response, whole, since nothing can be streamed or posted later."""
+        ok = False
+        try:
+            async with self.runtime.events.holding(TEAMS, message.event_key):
+                incoming = self._with_profile(context, message.incoming)
+                reply = await self.runtime.conversation.handle(incoming, None)
+                if reply.ephemeral and message.kind != PERSONAL:
+                    # No personal chat can be opened from here: the group hears only this.
+                    for note in text_activities(PRIVATE_ONLY):
+                        await context.send_activity(note)
+                else:
+                    await send_reply(context, reply)
+            ok = True
+        finally:
+            await self.runtime.events.finish(TEAMS, message.event_key, ok=ok)
+
+    async def identify(self, context: TurnContext, click: Click) -> Click:
+        """The clicker with the email and name Teams knows, so a person whose first contact
+        with deskmate is a click is linked to their directory entry like a first message."""
+        if click.email is not None or click.trusted_email is not None:
+            return click
+        conversation = context.activity.conversation
+        if conversation is None:
+            return click
+        base, _ = split_conversation_id(conversation.id)
+        profile = await _member_profile(context, base, click.display_name)
         return dataclasses.replace(
-            incoming, lookup_profile=partial(_member_profile, context, incoming)
+            click, email=profile.email, display_name=profile.display_name or click.display_name
         )
 
     async def _answer_privately(self, context: TurnContext, reply: Reply) -> None:
@@ -149,6 +184,8 @@ class TeamsInteractions:
         if say and result.text:
             await self.sender.post(target, Outbound(text=result.text))
 
-    async def submit(self, click: Click, activity: Activity) -> None:
-        """An `Action.Submit` click (clients without Action.Execute), handled after the ack."""
-        await self.after_click(await self.click(click), activity, say=True)
+    async def submit(self, click: Click, activity: Activity, identity: ClaimsIdentity) -> None:
+        """An `Action.Submit` click (clients without Action.Execute), handled after the ack;
+        the clicker is looked up in a turn of the card's conversation."""
+        known = await self.sdk.in_turn(identity, activity, lambda ctx: self.identify(ctx, click))
+        await self.after_click(await self.click(known), activity, say=True)

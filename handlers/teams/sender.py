@@ -8,6 +8,7 @@ retries them; what still fails becomes a DeliveryError.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -82,8 +83,12 @@ class TeamsSender:
         except CONNECTOR_ERRORS as exc:
             raise delivery_error(exc) from exc
 
-    async def find(self, target: Target, idempotency_key: str) -> Delivery | None:
-        """The post an earlier attempt with this key made, if any."""
+    async def find(
+        self, target: Target, idempotency_key: str, *, since: dt.datetime | None = None
+    ) -> Delivery | None:
+        """The post an earlier attempt with this key made, if any: the book keeps each
+        delivery by key, so no time bound is needed. (A crash between Teams' answer and the
+        book's record is the one window a retry cannot see: bots cannot read a channel.)"""
         return await self.book.delivery(target.tenant, idempotency_key)
 
     async def _conversation(self, target: Target) -> TeamsConversation:

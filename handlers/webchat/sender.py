@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -115,9 +116,12 @@ class WebSender:
         if post is None:
             raise DeliveryError(f"no post {message_id} in {target}", retryable=False)
 
-    async def find(self, target: Target, idempotency_key: str) -> Delivery | None:
+    async def find(
+        self, target: Target, idempotency_key: str, *, since: dt.datetime | None = None
+    ) -> Delivery | None:
         """The post an earlier attempt with this key made in the channel, if any: the key is
-        stored with the post, so the web chat can always tell."""
+        stored with the post (in the same insert), so the web chat can always tell, however
+        long ago (`since` is not needed)."""
         channel = _channel(target)
         try:
             post = await self.posts.by_key(target.tenant, channel, idempotency_key)

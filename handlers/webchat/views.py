@@ -13,6 +13,7 @@ from typing import Any
 from bot.errors import DeskmateError, UsageError
 from bot.messages import Reply, Source
 from bot.outbound import Action, Outbound
+from bot.text import storable
 from storage.sessions import Message
 from storage.webchat import Post
 
@@ -78,7 +79,7 @@ def _string(body: dict[str, Any], key: str, *, limit: int) -> str:
         raise UsageError(f"{key!r} must be a non-empty string")
     if len(value) > limit:
         raise TooLong(f"{key!r} is longer than {limit:,} characters")
-    return value.strip()
+    return storable(value.strip())
 
 
 def _object(body: object) -> dict[str, Any]:

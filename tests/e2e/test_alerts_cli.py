@@ -27,9 +27,13 @@ def test_alerts_help(action: str) -> None:
     assert result.returncode == 0 and result.stdout.startswith("usage: deskmate alerts")
 
 
+def with_slack(env: dict[str, str]) -> dict[str, str]:
+    return env | {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "secret"}
+
+
 def test_add_list_disable_and_history(cli_env: dict[str, str]) -> None:
     added = deskmate(
-        cli_env,
+        with_slack(cli_env),
         "alerts",
         "add",
         "LLM errors",
@@ -102,4 +106,67 @@ def test_bad_rules_get_one_line(cli_env: dict[str, str]) -> None:
     assert (
         unknown.returncode == 1
         and unknown.stderr.strip() == "deskmate alerts: no alert with id 999"
+    )
+
+
+def test_a_rule_that_could_escape_its_sandbox_is_refused_with_the_reason(
+    cli_env: dict[str, str],
+) -> None:
+    refused = deskmate(
+        cli_env,
+        "alerts",
+        "add",
+        "peek",
+        "--metric",
+        "custom_sql",
+        "--condition",
+        "gt",
+        "--threshold",
+        "0",
+        "--sql",
+        "SELECT count(*) FROM query_log WHERE set_config('deskmate.tenant_id', '2', true) = '2'",
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "deskmate alerts: error: custom_sql rejected: set_config() is not allowed in alert "
+        "queries: use aggregates, arithmetic and date functions such as count, avg, date_trunc"
+    )
+    fine = deskmate(
+        cli_env,
+        "alerts",
+        "add",
+        "volume",
+        "--metric",
+        "custom_sql",
+        "--condition",
+        "gt",
+        "--threshold",
+        "100",
+        "--sql",
+        "SELECT count(*) FROM query_log WHERE created_at > $2 AND created_at <= $3",
+        "--notify",
+        "web:#ops",
+    )
+    assert fine.returncode == 0, fine.stderr
+
+
+def test_a_rule_for_a_platform_that_is_off_is_refused(cli_env: dict[str, str]) -> None:
+    refused = deskmate(
+        cli_env,
+        "alerts",
+        "add",
+        "x",
+        "--metric",
+        "query_volume",
+        "--condition",
+        "lt",
+        "--threshold",
+        "1",
+        "--notify",
+        "teams:19:ops",
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith(
+        "deskmate alerts: error: teams is not configured in this deskmate, so nothing would "
+        "post to teams:19:ops: set "
     )

@@ -48,6 +48,8 @@ def test_bad_arguments_give_one_line_and_exit_2(args: list[str], expected: str) 
 
 async def test_add_list_pause_resume_run_now_delete(cli_env: dict[str, str], db: Database) -> None:
     await add_user(db, "ana@example.com", ["sales"])
+    # Slack is on for the deskmate these schedules are for.
+    cli_env = {**cli_env, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "secret"}
     added = deskmate(*ADD, "--cron", "0 9 * * 1-5", "--tz", "Europe/Berlin", "--prompt",
                      "What changed in the discount policy?", "--as", "ana@example.com",
                      env=cli_env)  # fmt: skip

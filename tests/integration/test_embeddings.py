@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,8 @@ from bot.embedders import create_embedder
 from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
 from bot.embeddings import EmbeddingError
 from bot.settings import Settings, load_settings
+from storage.database import Database
+from storage.errors import SchemaMismatch
 from tests.support.fakes.embedding_server import FakeEmbeddingServer, expected_vector
 
 DIM = 16
@@ -282,3 +285,27 @@ async def test_malformed_answers_are_errors(
     with pytest.raises(EmbeddingError, match=complaint):
         await embedder.embed_documents(["one", "two"])
     await embedder.aclose()
+
+
+async def test_a_database_of_wordllama_vectors_is_refused_to_minilm_until_reindexed(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """minilm records its own provider and model: its vectors are not comparable with
+    wordllama's, so start-up names `deskmate reindex` instead of mixing the two."""
+    wordllama = load_settings(
+        env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path
+    )
+    database = Database(wordllama.database)
+    await database.start()
+    await database.stop()
+    minilm = load_settings(
+        env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path,
+        embedding_provider="minilm", embedding_dimension=384,
+    )  # fmt: skip
+    refused = Database(minilm.database)
+    with pytest.raises(SchemaMismatch) as caught:
+        await refused.start()
+    await refused.stop()
+    assert "wordllama l2_supercat (256 dimensions)" in str(caught.value)
+    assert "minilm all-MiniLM-L6-v2-int8 (384 dimensions)" in str(caught.value)
+    assert "deskmate reindex" in str(caught.value)

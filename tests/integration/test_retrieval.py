@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 
 from bot.embeddings import HashEmbedder
+from bot.relevance import RelevanceGate
 from bot.settings import load_settings
+from bot.static_embeddings import MiniLMEmbedder
 from storage.database import Database
 from storage.migrate import apply_migrations
 from storage.retrieval import (
     _CHUNKS,
+    ChunkHit,
     Reader,
     Scope,
     _enter_reader_role,
@@ -371,3 +374,38 @@ async def test_the_readers_scope_is_what_they_may_read_where_they_ask(db: Databa
     assert await scope(seller, "C-HR") == Scope(("general",), 1)  # the channel is not sales
     assert await scope(boss, None) == Scope(None, 4)
     assert await scope(boss, "C-HR") == Scope(("general", "hr"), 2)
+
+
+async def test_minilm_answers_a_question_in_other_words_and_declines_an_unrelated_one(
+    db: Database,
+) -> None:
+    """With `EMBEDDING_PROVIDER=minilm` (384 dimensions, the test database's size): the real
+    model, the production search and minilm's own gate, through the database."""
+    minilm = MiniLMEmbedder()
+    gate = RelevanceGate(
+        load_settings(env_file=None, embedding_provider="minilm", embedding_dimension=384)
+    )
+    user = await add_user(db, "ana@example.com", ["hr", "it", "finance"])
+    leave = await add_document(db, minilm, "hr", "Leave policy", {
+        "Annual leave": "Every employee is entitled to 28 days of paid vacation per calendar "
+                        "year. Unused days may be carried over until March.",
+        "Sick leave": "Report sickness to your manager before 10:00 on the first day.",
+    })  # fmt: skip
+    await add_document(db, minilm, "it", "IT accounts", {
+        "Password reset": "Reset your credentials on the self-service account recovery page.",
+    })  # fmt: skip
+    await add_document(db, minilm, "finance", "Travel expenses", {
+        "Reimbursement": "Travel costs are reimbursed when receipts are submitted within 30 "
+                         "days through the finance portal.",
+    })  # fmt: skip
+
+    async def ask(question: str) -> list[ChunkHit]:
+        async with db.pool.acquire() as conn:
+            found = await search_chunks(conn, dm_reader(user), await minilm.embed_query(question),
+                                        question, limit=3, fusion=gate.fusion)  # fmt: skip
+        return gate.passages(found.items)
+
+    answered = await ask("How many weeks of holiday do I get?")
+    assert answered[0].document_id == leave
+    assert answered[0].section_title == "Annual leave"
+    assert await ask("What is the capital of Peru?") == []  # "nothing relevant" for this one

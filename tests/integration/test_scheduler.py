@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from bot.cron import idempotency_key
+from bot.directory import PLATFORMS
 from bot.embeddings import HashEmbedder
 from bot.errors import UsageError
 from bot.outbound import Outbound, Target
@@ -65,7 +66,8 @@ def scheduler(runtime: Runtime) -> Scheduler:
 
 @pytest.fixture
 def manager(runtime: Runtime) -> Schedules:
-    return Schedules(runtime.db, actor="test")
+    """Schedules as a process whose settings turn every platform on makes them."""
+    return Schedules(runtime.db, actor="test", platforms=PLATFORMS)
 
 
 async def add(manager: Schedules, due: bool = True, **fields: object) -> int:
@@ -235,12 +237,71 @@ async def test_run_abandoned_too_often_fails_without_posting(
 
 
 async def test_runs_wait_for_a_replica_that_can_post_to_their_platform(
-    scheduler: Scheduler, manager: Schedules, runtime: Runtime
+    scheduler: Scheduler, manager: Schedules, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     schedule_id = await add(manager, platform="teams", channel="19:abc@thread.v2", text="Hi")
     assert await cycle(scheduler) == {}
     [run] = await runs(runtime.db, schedule_id)
     assert (run.status, run.attempts) == ("pending", 0)
+    # Another replica may have Teams: a run only just due is not worth a warning …
+    assert await scheduler.worker.warn_waiting() == 0
+    async with runtime.db.pool.acquire() as conn:
+        await conn.execute("UPDATE scheduled_runs SET available_at = now() - interval '5 minutes'")
+    # … one that has waited is, once, however many ticks look at it.
+    with caplog.at_level("WARNING", logger="deskmate.scheduler"):
+        assert await scheduler.tick() == {"runs_waiting_for_platform": 1}
+        assert await scheduler.tick() == {}
+    [warning] = [r.getMessage() for r in caplog.records if "is waiting" in r.getMessage()]
+    assert warning.startswith(f"run {run.id} of schedule {schedule_id} (teams:19:abc@thread.v2")
+    assert "teams is not configured in this process" in warning
+
+
+async def test_a_schedule_on_a_platform_that_is_off_or_for_an_unknown_department_is_refused(
+    runtime: Runtime,
+) -> None:
+    from bot.schedules import platforms_on
+
+    on = platforms_on(runtime.settings)  # no Slack or Teams credentials in these settings
+    assert on == ("web",)
+    manager = Schedules(runtime.db, actor="test", platforms=on)
+    weekly = ScheduleRequest("teams", "19:abc@thread.v2", text="Hi", cron="0 9 * * 1")
+    with pytest.raises(UsageError, match=r"^teams is not configured in this deskmate, so "
+                       r"nothing would deliver this schedule: set CONNECTIONS__"):  # fmt: skip
+        await manager.add("default", weekly)
+    with pytest.raises(UsageError, match=r"^slack is not configured .*: set SLACK_BOT_TOKEN"):
+        await manager.add("default", replace(weekly, platform="slack", channel="C1"))
+    digest = replace(weekly, platform="web", channel="#sales", text=None,
+                     digest="department:slaes")  # fmt: skip
+    with pytest.raises(UsageError, match=r"^unknown department 'slaes': no document, person or "
+                       r"channel belongs to it$"):  # fmt: skip
+        await manager.add("default", digest)
+    async with runtime.db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM scheduled_messages") == 0
+    await add_user(runtime.db, "sam@example.com", ["sales"])
+    await clear_channel(runtime.db, "web", "#sales", "sales")
+    made = await manager.add("default", replace(digest, digest="department:sales"))
+    assert (made.platform, made.payload) == ("web", {"scope": "department", "name": "sales"})
+
+
+async def test_the_chat_schedule_command_refuses_them_too(runtime: Runtime) -> None:
+    from bot.schedule_commands import run_schedule_command
+
+    await add_user(runtime.db, "sam@example.com", ["sales"], super_user=True)
+    async with runtime.db.pool.acquire() as conn:
+        sam = await users.get_by_email(conn, 1, "sam@example.com")
+    assert sam is not None
+    chat = Schedules(runtime.db, actor="chat", platforms=("web",))
+
+    async def typed(arguments: str, platform: str, channel: str) -> str:
+        return await run_schedule_command(chat, arguments, tenant="default", platform=platform,
+                                          channel=channel, requester=sam)  # fmt: skip
+
+    with pytest.raises(UsageError, match=r"^unknown department 'nope'"):
+        await typed('add --cron "0 9 * * 1" --digest department:nope', "web", "#general")
+    with pytest.raises(UsageError, match=r"^slack is not configured in this deskmate"):
+        await typed('add --cron "0 9 * * 1" --text "Stand-up"', "slack", "C1")
+    made = await typed('add --cron "0 9 * * 1" --text "Stand-up"', "web", "#general")
+    assert made.startswith("Scheduled #1: text “Stand-up”")
 
 
 async def test_prompt_is_answered_as_its_creator_with_the_channels_clearance(
@@ -288,7 +349,9 @@ async def test_the_loop_in_the_process_delivers_records_job_runs_and_stops_quick
     rt.senders.register(SlackSender(slack_client(rt.settings, "xoxb-test")))
     try:
         assert process.scheduler is not None
-        schedule_id = await add(Schedules(rt.db, actor="test"), text="From the loop")
+        schedule_id = await add(
+            Schedules(rt.db, actor="test", platforms=PLATFORMS), text="From the loop"
+        )
         deadline = time.monotonic() + 10
         while not slack.channels["C1"] and time.monotonic() < deadline:  # noqa: ASYNC110 - polls another server's state
             await asyncio.sleep(0.05)

@@ -1,5 +1,6 @@
 """`deskmate schedule add` in this process (the same `main` the console script runs) against this
-test's database: invalid schedules are refused in one sentence."""
+test's database: invalid schedules are refused in one sentence (no Slack or Teams credentials
+are set here, so those platforms are off)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ ADD = ["schedule", "add", "--platform", "slack", "--channel", "C123"]
          "a scheduled prompt must be a question"),
         (["--cron", "0 9 * * *", "--digest", "team:sales"], "'team:sales' is not a digest scope"),
         (["--cron", "0 9 * * *", "--digest", "department:sales"],
-         "slack channel C123 is not cleared for sales"),
+         "unknown department 'sales': no document, person or channel belongs to it"),
+        (["--at", "2099-01-01T09:00", "--text", "x"],
+         "slack is not configured in this deskmate, so nothing would deliver this schedule: "
+         "set SLACK_BOT_TOKEN"),
     ],
 )  # fmt: skip
 def test_invalid_schedules_are_refused_in_one_sentence(

@@ -224,7 +224,7 @@ async def test_digest_schedule_posts_since_its_last_delivered_run(
     db, scheduler = runtime.db, Scheduler(runtime, replica="test")
     await clear_channel(db, "slack", "C-SALES", "sales")
     sam = await add_user(db, "sam@example.com", ["sales"])
-    manager = Schedules(db, actor="test")
+    manager = Schedules(db, actor="test", platforms=("slack",))
     with pytest.raises(UsageError, match="slack channel C-HR is not cleared for sales"):
         await manager.add("default", ScheduleRequest("slack", "C-HR", digest="department:sales",
                                                      cron="0 0 1 1 *"))  # fmt: skip

@@ -6,10 +6,22 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from bot.runtime import Runtime
+from bot.settings import Settings
+from handlers.http import create_app
+from handlers.slack import install
+from storage.database import Database
+from tests.support.fakes.anthropic_server import FakeAnthropic
+from tests.support.fakes.slack_api import FakeSlack
 
 SIGNING_SECRET = "test-signing-secret"
 TEAM = "T1"
@@ -79,3 +91,85 @@ async def post_click(client: TestClient, action_id: str, value: str, response_ur
                      "block_id": "b1", "action_ts": "1700000002.0"}],
     }  # fmt: skip
     return await post_form(client, {"payload": json.dumps(payload)})
+
+
+def sign_bytes(
+    body: bytes, timestamp: int | None = None, secret: str = SIGNING_SECRET
+) -> dict[str, str]:
+    """Slack's signature over exact bytes (which need not be UTF-8, or JSON, or anything)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+async def post_signed(
+    client: TestClient, body: str | bytes, *, content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> Any:  # fmt: skip
+    """POST any body, correctly signed; `headers` are added (they may not replace the
+    signature's)."""
+    raw = body.encode() if isinstance(body, str) else body
+    sent = {"Content-Type": content_type, **(headers or {}), **sign_bytes(raw)}
+    return await client.post("/slack/events", data=raw, headers=sent)
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def payload_request(name: str, data: dict[str, Any]) -> tuple[str, str]:
+    """A stored payload as Slack sends it, by the file name's prefix: `event_*` a JSON body,
+    `command_*` and `form_*` form fields, `interactive_*` a form's `payload` field."""
+    if name.startswith("event_"):
+        return json.dumps(data), "application/json"
+    if name.startswith(("command_", "form_")):
+        return urlencode(data), FORM
+    if name.startswith("interactive_"):
+        return urlencode({"payload": json.dumps(data)}), FORM
+    raise ValueError(f"no request kind for payload {name}")
+
+
+@dataclass
+class SlackService:
+    """The real app with the Slack wing, its runtime, and the fakes it talks to."""
+
+    client: TestClient
+    runtime: Runtime
+    slack: FakeSlack
+    claude: FakeAnthropic
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.db
+
+    async def settle(self) -> None:
+        await self.runtime.tasks.join()
+
+    async def count(self, table: str) -> int:
+        async with self.db.pool.acquire() as conn:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+
+    def response_url(self, number: int) -> str:
+        """A response_url served by the fake; what is said there is `slack.called(...)`."""
+        return self.slack.url.replace("/api/", f"/response_url/{number}")
+
+
+@asynccontextmanager
+async def running_slack(
+    settings: Settings, slack: FakeSlack, claude: FakeAnthropic
+) -> AsyncIterator[SlackService]:
+    """Single-workspace (token) Slack on the fakes, with Claude configured."""
+    configured = settings.model_copy(update={
+        "slack_bot_token": SecretStr("xoxb-test-token"),
+        "slack_signing_secret": SecretStr(SIGNING_SECRET),
+        "slack_api_url": slack.url,
+        "anthropic_api_key": SecretStr("sk-test"),
+        "anthropic_base_url": claude.url,
+    })  # fmt: skip
+    runtime = Runtime(configured)
+    await runtime.start()
+    try:
+        async with TestClient(TestServer(create_app(runtime, [install]))) as client:
+            yield SlackService(client, runtime, slack, claude)
+            await runtime.tasks.join()
+    finally:
+        await runtime.stop()

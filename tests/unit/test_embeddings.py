@@ -150,7 +150,8 @@ def test_the_model_the_database_records_is_the_model_the_embedder_uses(
 ) -> None:
     network = {"voyage_api_key": "vk-x", "embedding_base_url": "http://127.0.0.1:9"}
     for provider in EmbeddingProvider:
-        dimension = 256 if provider is EmbeddingProvider.WORDLLAMA else DIM
+        sizes = {EmbeddingProvider.WORDLLAMA: 256, EmbeddingProvider.MINILM: 384}
+        dimension = sizes.get(provider, DIM)
         settings = load_settings(
             env_file=None, embedding_provider=provider, embedding_dimension=dimension, **network
         )

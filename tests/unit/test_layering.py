@@ -36,6 +36,8 @@ ONLY_IN = {
     "apscheduler": ("scheduler", "bot.cron"),
     # The default embedder's model, loaded in one place with downloads forbidden.
     "wordllama": ("bot.static_embeddings",),
+    # Custom alert queries are parsed where they are checked, and nowhere else.
+    "pglast": ("storage.alert_sql",),
 }
 
 Graph = dict[str, set[str]]

@@ -28,3 +28,13 @@ def test_the_gate_passes_close_meaning_or_a_strong_keyword_match_only() -> None:
     lexical = RelevanceGate(load_settings(env_file=None, embedding_provider="hash"))
     assert [h.chunk_id for h in lexical.passages([far, close])] == [1]  # keywords lead
     assert gate.fusion.off_topic == 0.0 and lexical.fusion.off_topic > 0
+
+
+def test_minilm_has_its_own_gate_above_its_unrelated_similarities() -> None:
+    """minilm gives unrelated text similarities of 0.2–0.3: wordllama's 0.20 would let a
+    question the documents do not answer quote them anyway."""
+    settings = load_settings(env_file=None, embedding_provider="minilm", embedding_dimension=384)
+    gate = RelevanceGate(settings)
+    unrelated, related = hit(1, 1, 0.27, 0.2), hit(2, 2, 0.45, 0.0)
+    assert [h.chunk_id for h in gate.passages([unrelated, related])] == [2]
+    assert gate.similarity == 0.30 and gate.fusion.off_topic == 0.0

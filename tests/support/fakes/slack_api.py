@@ -2,7 +2,10 @@
 
 `FakeSlack.calls` holds (method, token, body) in arrival order; `rate_limit(method, n)` makes
 the next n calls of a method answer HTTP 429 with `Retry-After`; `fail(method, error)` makes the
-next call answer `{"ok": false, "error": …}`.
+next call answer `{"ok": false, "error": …}`. With `keep_history=True` channels keep what is
+posted (with wall-clock `ts`, as Slack's), `chatter` adds other people's messages, and
+`conversations.history` / `conversations.replies` page through them like Slack: newest first
+(a thread's replies oldest first), `oldest`/`latest` bounds, `limit`, `cursor`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -40,6 +44,10 @@ class FakeSlack:
     _rate_limits: dict[str, list[float]] = field(default_factory=dict)
     _failures: dict[str, list[str]] = field(default_factory=dict)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    keep_history: bool = False
+    # channel → its messages, oldest first (only with keep_history)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _last_stamp: float = 0.0
 
     # --- scripting ---------------------------------------------------------------------------
 
@@ -56,6 +64,41 @@ class FakeSlack:
 
     def fail(self, method: str, error: str, times: int = 1) -> None:
         self._failures.setdefault(method, []).extend([error] * times)
+
+    def chatter(
+        self, channel: str, count: int, user: str = "U-PEOPLE", *, thread: str | None = None
+    ) -> None:
+        """`count` messages from people in the channel (or replies in its `thread`), posted
+        now (needs keep_history)."""
+        for number in range(count):
+            message = {"ts": self._stamp(), "user": user, "text": f"chatter {number}"}
+            self._keep(channel, message | ({"thread_ts": thread} if thread else {}))
+
+    def _stamp(self) -> str:
+        """A message ts: wall-clock seconds, strictly increasing, as Slack's are."""
+        if not self.keep_history:
+            return f"1700000{next(self._ts):03d}.000100"
+        self._last_stamp = max(time.time(), self._last_stamp + 0.000001)
+        return f"{self._last_stamp:.6f}"
+
+    def _keep(self, channel: str, message: dict[str, Any]) -> None:
+        if self.keep_history:
+            self.history.setdefault(channel, []).append(message)
+
+    def _page(self, body: dict[str, Any], thread: str | None) -> dict[str, Any]:
+        """conversations.history (thread None) or conversations.replies, one page of it."""
+        messages = self.history.get(str(body.get("channel")), [])
+        if thread is None:
+            found = [m for m in reversed(messages) if m.get("thread_ts", m["ts"]) == m["ts"]]
+        else:
+            found = [m for m in messages if m.get("thread_ts", m["ts"]) == thread]
+        oldest, latest = float(body.get("oldest") or 0), float(body.get("latest") or "inf")
+        found = [m for m in found if oldest < float(m["ts"]) <= latest]
+        start = int(body.get("cursor") or 0)
+        limit = int(body.get("limit") or 100)
+        page, more = found[start : start + limit], start + limit < len(found)
+        metadata = {"next_cursor": str(start + limit) if more else ""}
+        return {"messages": page, "has_more": more, "response_metadata": metadata}
 
     def _installation(self, code: str) -> dict[str, Any]:
         """oauth.v2.access: the code names the workspace (code "beta" installs T-BETA)."""
@@ -126,7 +169,16 @@ class FakeSlack:
         return web.json_response({"ok": True, **self._answer(method, body, token)})
 
     def _answer(self, method: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
-        ts = f"1700000{next(self._ts):03d}.000100"
+        ts = self._stamp()
+        if method == "chat.postMessage":
+            kept = {"ts": ts, "user": self.bot_user_id, "text": body.get("text", ""),
+                    "metadata": body.get("metadata")}  # fmt: skip
+            if body.get("thread_ts"):
+                kept["thread_ts"] = body["thread_ts"]
+            self._keep(str(body.get("channel")), kept)
+        if self.keep_history and method in ("conversations.history", "conversations.replies"):
+            thread = str(body["ts"]) if method == "conversations.replies" else None
+            return self._page(body, thread)
         match method:
             case "auth.test":
                 return {
