@@ -6,7 +6,6 @@ then memory extraction off the reply path.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
@@ -14,11 +13,11 @@ import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot import offline, prompts
+from bot import metrics, offline, prompts
 from bot.alerts.rules import AlertRules
 from bot.command_replies import CommandTools, run_command
 from bot.commands import Command, parse_command
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, measured
 from bot.errors import DeskmateError, new_reference, report_error
 from bot.identity import resolve_user
 from bot.llm import Claude, Completion, LLMError
@@ -82,23 +81,31 @@ class ConversationService:
     ) -> None:
         self.settings = settings
         self.db = db
-        self.embedder = embedder
+        self.embedder = measured(embedder)
         self.claude = claude
         self.tasks = tasks or Spawner()
         self.clock = clock
-        self.memories = Memories(db, embedder)
+        self.memories = Memories(db, self.embedder)
         self.relevance = RelevanceGate(settings)
         self.alerts = alerts
         self.schedules = schedules
-        self._answering = asyncio.Semaphore(settings.answer_concurrency)
         self.commands = CommandTools(self.memories, self.retrieve, schedules, alerts)
 
     async def handle(
         self, message: IncomingMessage, on_delta: DeltaCallback | None = None
     ) -> Reply:
         """Answer one message. The question is committed before any model is called."""
-        async with self._answering:
-            return await self._handle(message, on_delta)
+        started = time.perf_counter()
+        status = ReplyStatus.ERROR.value  # unless a reply says otherwise
+        try:
+            reply = await self._handle(message, on_delta)
+            status = reply.status.value
+            return reply
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.ANSWERS.labels(platform=message.platform, status=status).inc()
+            metrics.ANSWER_SECONDS.labels(platform=message.platform).observe(seconds)
+            logger.info("%s message replied to: %s in %.2f s", message.platform, status, seconds)
 
     async def _handle(self, message: IncomingMessage, on_delta: DeltaCallback | None) -> Reply:
         turn = await self._begin(message)
@@ -165,6 +172,7 @@ class ConversationService:
             )  # fmt: skip
         remembered = memories.items if memories else []
         passages = diverse(self.relevance.passages(found.items), CHUNKS_IN_PROMPT)
+        _observe_search(found.milliseconds, memories.milliseconds if memories else None, passages)
         return Retrieved(
             passages,
             remembered,
@@ -279,6 +287,14 @@ def _sources(chunks: list[ChunkHit], numbers: range | list[int]) -> tuple[Source
                chunk_id=chunks[n - 1].chunk_id, excerpt=chunks[n - 1].content[:300])
         for n in numbers
     )  # fmt: skip
+
+
+def _observe_search(chunks_ms: float, memories_ms: float | None, passages: list[ChunkHit]) -> None:
+    metrics.RETRIEVAL_SECONDS.labels(arm="chunks").observe(chunks_ms / 1000)
+    if memories_ms is not None:
+        metrics.RETRIEVAL_SECONDS.labels(arm="memories").observe(memories_ms / 1000)
+    if not passages:
+        metrics.RETRIEVAL_NO_ANSWER.inc()
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:

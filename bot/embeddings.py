@@ -2,8 +2,8 @@
 
 `hash` needs no network and no model: deterministic feature hashing of word unigrams, word
 bigrams and character trigrams, L2-normalised. It finds passages that share words with the
-question; the other providers also find passages that share meaning: `wordllama` (the default,
-`bot.static_embeddings`), `local` (sentence-transformers, below) and the HTTP ones in
+question; the other providers also find passages that share meaning: `minilm` (the default) and
+`wordllama` in `bot.static_embeddings`, `local` (sentence-transformers, below) and the HTTP ones in
 `bot.embedding_providers`. `bot.embedders` picks one from the settings.
 """
 
@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from bot import metrics
 from bot.errors import DeskmateError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "EmbeddingError",
     "HashEmbedder",
     "LocalEmbedder",
+    "MeasuredEmbedder",
 ]
 
 _WORD = re.compile(r"[\w']+", re.UNICODE)
@@ -207,6 +209,34 @@ class LocalEmbedder:
         if size is not None and size != self.dimension:
             raise dimension_mismatch(self.model, size, self.dimension)
         return model
+
+
+class MeasuredEmbedder:
+    """Any embedder, with its time and texts counted on /metrics (bot/metrics.py)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.dimension = inner.dimension
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+        with metrics.EMBEDDING_SECONDS.labels(kind="document").time():
+            vectors = await self.inner.embed_documents(texts)
+        metrics.EMBEDDING_TEXTS.labels(kind="document").inc(len(texts))
+        return vectors
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        with metrics.EMBEDDING_SECONDS.labels(kind="query").time():
+            vector = await self.inner.embed_query(text)
+        metrics.EMBEDDING_TEXTS.labels(kind="query").inc()
+        return vector
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def measured(embedder: Embedder) -> Embedder:
+    """`embedder` counted on /metrics (once: a measured one is returned as it is)."""
+    return embedder if isinstance(embedder, MeasuredEmbedder) else MeasuredEmbedder(embedder)
 
 
 def _installed(package: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import anthropic
 from anthropic.types import MessageParam, TextBlockParam, ToolParam, ToolUseBlock
 
+from bot import metrics
 from bot.errors import DeskmateError
 from bot.retry import retry_after_seconds
 from bot.settings import Settings
@@ -210,11 +211,22 @@ class Claude:
     async def _with_retries(
         self, attempt: Callable[[list[bool]], Awaitable[Completion]]
     ) -> Completion:
+        started = time.perf_counter()
+        try:
+            completion = await self._attempts(attempt)
+        except LLMError:
+            metrics.observe_llm_call(self.model, None, time.perf_counter() - started)
+            raise
+        metrics.observe_llm_call(self.model, completion, time.perf_counter() - started)
+        return completion
+
+    async def _attempts(self, attempt: Callable[[list[bool]], Awaitable[Completion]]) -> Completion:
         for number in range(1, self.max_attempts + 1):
             emitted = [False]
             try:
                 completion = await attempt(emitted)
             except anthropic.APIError as exc:
+                metrics.LLM_ERRORS.labels(kind=type(exc).__name__).inc()
                 # Text already shown to the user cannot be taken back: no retry after it.
                 if not _is_transient(exc) or emitted[0] or number == self.max_attempts:
                     raise LLMError(

@@ -8,10 +8,11 @@ from __future__ import annotations
 from bot import tenancy
 from bot.conversation import ConversationService
 from bot.errors import NotFound
-from storage import channels, users, webchat
+from storage import channels, notify, users, webchat
 from storage.database import Database
+from storage.notify import Note
 from storage.sessions import Message
-from storage.webchat import Post
+from storage.webchat import Post, PrivateAnswer
 
 
 class LocalChat:
@@ -74,3 +75,46 @@ class LocalChat:
         day = self.conversation.session_day(user)
         async with self.db.pool.acquire() as conn:
             return await webchat.todays_turns(conn, user.tenant_id, user.id, conversation, day)
+
+    # --- what other replicas made (handlers/webchat/relay.py shows it live) -------------------
+
+    async def tenant_id(self) -> int:
+        return await tenancy.tenant_id(self.db, self.tenant)
+
+    async def announce(self, note: Note) -> None:
+        """Tell the other replicas (outside any transaction: it leaves at once)."""
+        async with self.db.pool.acquire() as conn:
+            await notify.announce(conn, note)
+
+    async def newest_ids(self) -> tuple[int, int]:
+        """The newest post id of this tenant and the newest session message id: where a
+        replica that starts listening begins."""
+        tenant_id = await self.tenant_id()
+        async with self.db.pool.acquire() as conn:
+            return (await webchat.latest_post_id(conn, tenant_id),
+                    await webchat.latest_message_id(conn))  # fmt: skip
+
+    async def posts_after(self, after: int, limit: int) -> list[Post]:
+        """Posts of every channel with an id above `after`, oldest first."""
+        tenant_id = await self.tenant_id()
+        async with self.db.pool.acquire() as conn:
+            return await webchat.posts_after(conn, tenant_id, after, limit=limit)
+
+    async def private_answer(
+        self, message_id: int, question_ref: str | None
+    ) -> PrivateAnswer | None:
+        """A web answer only its asker sees (a DM, a command's reply), with its question."""
+        tenant_id = await self.tenant_id()
+        async with self.db.pool.acquire() as conn:
+            return await webchat.private_answer(conn, tenant_id, message_id, question_ref)
+
+    async def private_answers_after(self, after: int, limit: int) -> list[PrivateAnswer]:
+        """Such answers with a message id above `after`, oldest first."""
+        tenant_id = await self.tenant_id()
+        async with self.db.pool.acquire() as conn:
+            return await webchat.private_answers_after(conn, tenant_id, after, limit=limit)
+
+    async def person_by_id(self, user_id: int) -> users.User | None:
+        tenant_id = await self.tenant_id()
+        async with self.db.pool.acquire() as conn:
+            return await users.get_by_id(conn, tenant_id, user_id)

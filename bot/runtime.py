@@ -19,7 +19,7 @@ from bot.llm import Claude
 from bot.outbound import Senders
 from bot.schedules import Schedules, platforms_on
 from bot.settings import Settings
-from bot.spawner import Spawner
+from bot.spawner import ANSWERS, Spawner
 from storage import retrieval
 from storage.database import Database
 
@@ -35,10 +35,12 @@ class Runtime:
     def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
         self.settings = settings
         self.db = db or Database(settings.database)
-        self.tasks = Spawner()
+        # Answers run a few at a time: a flood waits its turn (already stored, see
+        # EventLedger) instead of taking the event loop from the acks platforms wait for.
+        self.tasks = Spawner(lanes={ANSWERS: settings.answer_concurrency})
         self.senders = Senders()
         self.actions = Actions()
-        self.events = EventLedger(self.db)
+        self.events = EventLedger(self.db, lease_seconds=settings.event_lease_seconds)
         self.alert_rules = AlertRules(
             self.db,
             self.senders,
@@ -95,6 +97,7 @@ class Runtime:
     async def stop(self) -> None:
         """Finish background work (bounded), then close clients and the database."""
         await self.tasks.close(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+        await self.events.close()
         if self.claude is not None:
             await self.claude.aclose()
         if self.embedder is not None:

@@ -6,6 +6,7 @@ A setting that is present but invalid stops start-up with one line naming the va
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import urllib.parse
 import zoneinfo
@@ -24,7 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
-from storage.database import DatabaseConfig
+from storage.database import DatabaseConfig, Pooler
 from storage.meta import EmbeddingSpace
 
 # pgvector's HNSW index accepts at most 2,000 dimensions for the `vector` type.
@@ -62,6 +63,8 @@ DEFAULT_EMBEDDING_MODELS = {
     EmbeddingProvider.OPENAI: "text-embedding-3-small",
     EmbeddingProvider.LOCAL: "sentence-transformers/all-MiniLM-L6-v2",
 }
+# The vector size each provider makes when EMBEDDING_DIMENSION is unset.
+DEFAULT_DIMENSIONS = {EmbeddingProvider.WORDLLAMA: 256, EmbeddingProvider.MINILM: MINILM_DIMENSION}
 # Providers that have exactly one model.
 _ONLY_MODEL = {
     EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL,
@@ -89,9 +92,17 @@ class Settings(BaseSettings):
     deskmate_data_dir: Path = Path(".deskmate")
     db_pool_min_size: int = Field(default=1, ge=0, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=500)
+    # `pgbouncer`: DATABASE_URL reaches PostgreSQL through PgBouncer in transaction mode.
+    database_pooler: Pooler = Pooler.NONE
+    # The web chat's LISTEN session (live updates across replicas) must reach PostgreSQL
+    # directly: a transaction pooler cannot hold it. Unset: DATABASE_URL.
+    database_listen_url: SecretStr | None = None
     # Answers worked on at once; more wait their turn (their events are already stored), so a
     # flood slows answers down and never the acks platforms wait for.
     answer_concurrency: int = Field(default=6, ge=1, le=200)
+    # How long an accepted platform event stays with the replica answering it without word from
+    # it (renewed while it works) before any replica's sweeper answers it instead.
+    event_lease_seconds: float = Field(default=120.0, ge=1, le=86400)
 
     # Slack
     slack_bot_token: SecretStr | None = None
@@ -117,9 +128,10 @@ class Settings(BaseSettings):
     )
 
     # Retrieval
-    embedding_provider: EmbeddingProvider = EmbeddingProvider.WORDLLAMA
+    embedding_provider: EmbeddingProvider = EmbeddingProvider.MINILM
+    # Unset (0): the size the provider makes (DEFAULT_DIMENSIONS).
     embedding_dimension: int = Field(
-        default=256, ge=8, le=MAX_EMBEDDING_DIMENSION, validate_default=True
+        default=0, ge=8, le=MAX_EMBEDDING_DIMENSION, validate_default=True
     )
     embedding_model: str | None = None
     embedding_base_url: str | None = None
@@ -148,10 +160,42 @@ class Settings(BaseSettings):
     scheduler_retry_base_seconds: float = Field(default=5.0, ge=0, le=3600)
     scheduler_retry_max_seconds: float = Field(default=900.0, ge=0, le=86400)
     scheduler_episodes_cron: str = "15 3 * * *"
+    # Seconds between two posts into one channel, across every replica (the platforms' pace:
+    # Slack about 1/s per channel, Teams 7/s per conversation; the web chat has none).
+    pacing_slack_seconds: float = Field(default=1.0, ge=0, le=60)
+    pacing_teams_seconds: float = Field(default=0.15, ge=0, le=60)
+    pacing_web_seconds: float = Field(default=0.0, ge=0, le=60)
+    # Retention (docs/scheduler.md): days kept of finished scheduled runs, alert evaluations,
+    # processed platform events, job runs, and of measurements (query_log, llm_call_metrics,
+    # rag_metrics); 0 keeps them forever. Run once a day by one replica, at this cron (UTC).
+    retention_runs_days: int = Field(default=90, ge=0, le=36500)
+    retention_evaluations_days: int = Field(default=90, ge=0, le=36500)
+    retention_events_days: int = Field(default=90, ge=0, le=36500)
+    retention_job_runs_days: int = Field(default=90, ge=0, le=36500)
+    retention_measurements_days: int = Field(default=400, ge=0, le=36500)
+    retention_cron: str = "45 3 * * *"
+    retention_batch_size: int = Field(default=5000, ge=1, le=100000)
     webchat_token: SecretStr | None = None
+    # Sign-in for the web surface off loopback (OpenID Connect with Slack and Microsoft Entra
+    # ID, handlers/webchat/signin.py). WEB_PUBLIC_URL is where browsers reach deskmate: the
+    # providers send people back to it, so it must be the address they typed.
+    web_public_url: str | None = None
+    signin_slack_client_id: str | None = None
+    signin_slack_client_secret: SecretStr | None = Field(default=None, validate_default=True)
+    signin_slack_issuer: str = "https://slack.com"
+    signin_entra_client_id: str | None = None
+    signin_entra_client_secret: SecretStr | None = Field(default=None, validate_default=True)
+    signin_entra_tenant_id: str | None = None
+    # Unset: https://login.microsoftonline.com/<SIGNIN_ENTRA_TENANT_ID>/v2.0.
+    signin_entra_issuer: str | None = Field(default=None, validate_default=True)
+    web_session_hours: float = Field(default=12.0, gt=0, le=720)
     log_level: str = "INFO"
+    # `json`: one JSON object per line with the request id, for a log collector (bot/logs.py).
+    log_format: str = "text"
+    # Traces to this OTLP/HTTP collector (`pip install 'deskmate[otel]'`); unset, tracing is off.
+    otel_exporter_otlp_endpoint: str | None = None
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
@@ -185,6 +229,16 @@ class Settings(BaseSettings):
     def _trailing_slash(cls, value: str) -> str:
         # slack_sdk joins method names onto the base URL, so it must end with a slash.
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("embedding_dimension", mode="before")
+    @classmethod
+    def _dimension_of_the_provider(cls, value: object, info: ValidationInfo) -> object:
+        if value in (None, "", 0, "0"):
+            provider = info.data.get("embedding_provider")
+            if isinstance(provider, EmbeddingProvider):
+                return DEFAULT_DIMENSIONS.get(provider, 256)
+            return 256
+        return value
 
     @field_validator("embedding_dimension")
     @classmethod
@@ -223,7 +277,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)")
         return value
 
-    @field_validator("scheduler_episodes_cron")
+    @field_validator("scheduler_episodes_cron", "retention_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         from bot.cron import CronError, parse_cron
@@ -233,6 +287,50 @@ class Settings(BaseSettings):
         except CronError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("web_public_url", "signin_slack_issuer", "signin_entra_issuer")
+    @classmethod
+    def _https_unless_loopback(cls, value: str | None) -> str | None:
+        # Session cookies and authorization codes travel to these addresses: plain HTTP only
+        # where it never leaves the machine.
+        if value is None:
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname)):
+            return value.rstrip("/")
+        raise ValueError("must be an https:// URL (http:// only on localhost)")
+
+    @field_validator("signin_slack_client_id", "signin_entra_client_id")
+    @classmethod
+    def _public_url_for_signin(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and "web_public_url" in info.data and info.data["web_public_url"] is None:
+            raise ValueError("needs WEB_PUBLIC_URL (where the provider sends people back to)")
+        return value
+
+    @field_validator("signin_slack_client_secret", "signin_entra_client_secret")
+    @classmethod
+    def _secret_for_signin(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        client_id = info.field_name.replace("_secret", "_id") if info.field_name else ""
+        if value is None and info.data.get(client_id):
+            raise ValueError(f"must be set when {client_id.upper()} is")
+        return value
+
+    @field_validator("signin_entra_issuer")
+    @classmethod
+    def _entra_issuer(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tenant = info.data.get("signin_entra_tenant_id")
+        if value is None and tenant:
+            return f"https://login.microsoftonline.com/{urllib.parse.quote(tenant)}/v2.0"
+        if value is None and info.data.get("signin_entra_client_id"):
+            raise ValueError("set SIGNIN_ENTRA_TENANT_ID (or the issuer itself)")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return value.lower()
 
     @field_validator("log_level")
     @classmethod
@@ -255,14 +353,16 @@ class Settings(BaseSettings):
             embedding_space=self.embedding_space,
             # Before the embedder was recorded, the default was `hash`: a database from then
             # holds hash vectors unless its operator chose another provider, which is then
-            # taken to be the one still configured (wordllama did not exist yet).
+            # taken to be the one still configured (wordllama and minilm did not exist yet).
             unrecorded_embedder=(
                 (EmbeddingProvider.HASH.value, HASH_MODEL)
-                if self.embedding_provider is EmbeddingProvider.WORDLLAMA
+                if self.embedding_provider in _ONLY_MODEL
+                and self.embedding_provider is not EmbeddingProvider.HASH
                 else None
             ),
             pool_min_size=self.db_pool_min_size,
             pool_max_size=self.db_pool_max_size,
+            pooler=self.database_pooler,
         )
 
     @property
@@ -288,6 +388,22 @@ class Settings(BaseSettings):
     @property
     def teams_enabled(self) -> bool:
         return self.teams_client_id is not None or self.teams_anonymous_allowed
+
+    @property
+    def signin_enabled(self) -> bool:
+        """A sign-in provider is configured (the web surface then asks off loopback)."""
+        return bool(self.signin_slack_client_id or self.signin_entra_client_id)
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_timezone(name: str) -> bool:

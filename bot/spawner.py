@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -11,23 +12,46 @@ from bot.errors import report_error
 
 logger = logging.getLogger("deskmate.tasks")
 
+# The lane of answers to people's messages (bounded by ANSWER_CONCURRENCY).
+ANSWERS = "answers"
+
 
 class Spawner:
     """Starts background tasks and waits for them (bounded) when the service stops."""
 
-    def __init__(self) -> None:
+    def __init__(self, lanes: dict[str, int] | None = None) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        # A lane runs at most so many of its tasks at once; the others wait, not started.
+        self._lanes = {name: asyncio.Semaphore(size) for name, size in (lanes or {}).items()}
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
-        """Run `coro` in the background; an exception goes to the one error path."""
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str, lane: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Run `coro` in the background; an exception goes to the one error path. With a
+        `lane`, it starts only when the lane has room (the task exists and is awaited on
+        shutdown meanwhile, but does nothing).
+
+        The task runs in a copy of the caller's context: an answer spawned by a request keeps
+        that request's id on its log lines (bot/logs.py), and its trace (when tracing is on)."""
         if self._closing:
             coro.close()
             raise RuntimeError("the service is stopping; no new background work")
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        if lane is not None and lane in self._lanes:
+            coro = self._in_lane(self._lanes[lane], coro)
+        context = contextvars.copy_context()
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         return task
+
+    @staticmethod
+    async def _in_lane(room: asyncio.Semaphore, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            async with room:
+                return await coro
+        finally:
+            coro.close()  # never started when cancelled while waiting; a no-op otherwise
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

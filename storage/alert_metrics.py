@@ -9,7 +9,9 @@ a measurement.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import NamedTuple
 
 import asyncpg
 
@@ -17,7 +19,7 @@ from storage import alert_sql
 from storage.alert_sql import CustomSQLError
 from storage.database import Database
 
-__all__ = ["CustomSQLError", "builtin_metric", "custom_metric"]
+__all__ = ["CustomSQLError", "Window", "builtin_metric", "builtin_metrics", "custom_metric"]
 
 CUSTOM_SQL_TIMEOUT_MS = 2000
 LOCK_TIMEOUT_MS = 500
@@ -25,50 +27,78 @@ WORK_MEM = "8MB"
 # The client's own bound, past the server's statement timeout, for a server that does not answer.
 TIMEOUT_GRACE_S = 1.0
 
-# $1 tenant, $2 window start, $3 window end (exclusive start, inclusive end).
-METRIC_SQL = {
+# {tenant}, {start}, {end}: the tenant and the window (exclusive start, inclusive end), filled
+# with bind parameters for one metric and with the batch's columns for many (`builtin_metrics`).
+_METRIC_TEMPLATES = {
     "llm_error_rate": """
         SELECT (count(*) FILTER (WHERE status = 'error'))::float8 / nullif(count(*), 0)
         FROM llm_call_metrics
-        WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
+        WHERE tenant_id = {tenant} AND created_at > {start} AND created_at <= {end}
     """,
     "llm_latency_p95_ms": """
         SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)::float8
         FROM llm_call_metrics
-        WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
+        WHERE tenant_id = {tenant} AND created_at > {start} AND created_at <= {end}
           AND status = 'ok' AND latency_ms IS NOT NULL
     """,
     "response_time_p95_ms": """
         SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms)::float8
         FROM query_log
-        WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
+        WHERE tenant_id = {tenant} AND created_at > {start} AND created_at <= {end}
           AND response_time_ms IS NOT NULL AND answer_status <> 'command'
     """,
     "llm_cost_usd": """
         SELECT sum(cost_usd)::float8 FROM llm_call_metrics
-        WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
+        WHERE tenant_id = {tenant} AND created_at > {start} AND created_at <= {end}
     """,
     "query_volume": """
         SELECT count(*)::float8 FROM query_log
-        WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
+        WHERE tenant_id = {tenant} AND created_at > {start} AND created_at <= {end}
           AND answer_status <> 'command'
     """,
     "no_answer_rate": """
         SELECT (count(*) FILTER (WHERE NOT grounded))::float8 / nullif(count(*), 0)
         FROM query_log
-        WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
+        WHERE tenant_id = {tenant} AND created_at > {start} AND created_at <= {end}
           AND answer_status IN ('answered', 'offline', 'no_context')
     """,
     "negative_feedback_rate": """
         SELECT (count(*) FILTER (WHERE rating < 0))::float8 / nullif(count(*), 0)
         FROM answer_feedback
-        WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
+        WHERE tenant_id = {tenant} AND created_at > {start} AND created_at <= {end}
     """,
     "delivery_failures": """
         SELECT count(*)::float8 FROM scheduled_runs
-        WHERE tenant_id = $1 AND status = 'failed' AND failed_at > $2 AND failed_at <= $3
+        WHERE tenant_id = {tenant} AND status = 'failed'
+          AND failed_at > {start} AND failed_at <= {end}
     """,
 }
+METRIC_SQL = {
+    name: sql.format(tenant="$1", start="$2", end="$3") for name, sql in _METRIC_TEMPLATES.items()
+}
+# One value per asked (metric, tenant, window), in the order asked: CASE runs only the branch
+# of each row's metric, so a batch costs the sum of its own aggregates, in one round trip.
+_BATCH_COLUMNS = {"tenant": "a.tenant_id", "start": "a.start_at", "end": "a.end_at"}
+_BATCH_SQL = (
+    "SELECT CASE a.metric\n"
+    + "".join(
+        f"    WHEN '{name}' THEN ({sql.format(**_BATCH_COLUMNS)})\n"
+        for name, sql in _METRIC_TEMPLATES.items()
+    )
+    + "END AS value\n"
+    "FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])\n"
+    "     WITH ORDINALITY AS a (metric, tenant_id, start_at, end_at, n)\n"
+    "ORDER BY a.n"
+)
+
+
+class Window(NamedTuple):
+    """What a built-in rule measures: its metric, for a tenant, over (start, end]."""
+
+    metric: str
+    tenant_id: int
+    start: dt.datetime
+    end: dt.datetime
 
 
 async def builtin_metric(
@@ -76,6 +106,27 @@ async def builtin_metric(
 ) -> float | None:
     value = await conn.fetchval(METRIC_SQL[metric], tenant_id, start, end)
     return float(value) if value is not None else None
+
+
+async def builtin_metrics(
+    conn: asyncpg.Connection, windows: Sequence[Window]
+) -> dict[Window, float | None]:
+    """Many built-in metrics in one statement; rules asking the same window share a value."""
+    asked = list(dict.fromkeys(windows))
+    if not asked:
+        return {}
+    unknown = {w.metric for w in asked} - _METRIC_TEMPLATES.keys()
+    if unknown:
+        raise KeyError(f"unknown metrics {sorted(unknown)}")
+    rows = await conn.fetch(
+        _BATCH_SQL,
+        [w.metric for w in asked], [w.tenant_id for w in asked],
+        [w.start for w in asked], [w.end for w in asked],
+    )  # fmt: skip
+    return {
+        window: None if row["value"] is None else float(row["value"])
+        for window, row in zip(asked, rows, strict=True)
+    }
 
 
 async def custom_metric(

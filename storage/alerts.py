@@ -386,3 +386,92 @@ async def instances(
         limit,
     )
     return [_instance(r) for r in rows]
+
+
+# --- evaluating built-in rules in batches -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One rule's evaluation as decided, to be written with the rest of its batch."""
+
+    rule: Rule
+    slot: dt.datetime
+    value: float | None
+    outcome: str
+    state: str  # the rule's state after it
+    pending_since: dt.datetime | None
+    start_message: str | None  # set: the evaluation starts a firing episode with this message
+    resolve: int | None  # the open episode it resolves
+
+
+async def open_instances(conn: asyncpg.Connection, rule_ids: list[int]) -> dict[int, Instance]:
+    """The open (firing) episode of each of the rules that has one."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_INSTANCE_COLUMNS} FROM alert_instances
+        WHERE rule_id = ANY($1::bigint[]) AND state = 'firing'
+        """,
+        rule_ids,
+    )
+    return {row["rule_id"]: _instance(row) for row in rows}
+
+
+async def record_evaluations(
+    conn: asyncpg.Connection, batch: list[Evaluation], now: dt.datetime, replica: str
+) -> dict[int, Instance | None]:
+    """Write a batch of evaluations in one statement: the evaluation rows, the rules' new
+    states, the episodes started and resolved. Only evaluations whose (rule, slot) was not
+    recorded before take effect, as in `record_evaluation`; returns those, by rule id, each
+    with the episode it started. An episode another writer opened meanwhile is left as it is."""
+    if not batch:
+        return {}
+    rows = await conn.fetch(
+        f"""
+        WITH e AS (
+            SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::float8[],
+                                 $5::text[], $6::text[], $7::timestamptz[], $8::text[],
+                                 $9::float8[], $10::bigint[])
+                AS e (rule_id, tenant_id, slot, value, outcome, state, pending_since,
+                      start_message, threshold, resolve)
+        ), recorded AS (
+            INSERT INTO alert_evaluations (tenant_id, rule_id, slot, evaluated_at, value,
+                                           outcome, replica)
+            SELECT tenant_id, rule_id, slot, $11, value, outcome, $12 FROM e
+            ON CONFLICT (rule_id, slot) DO NOTHING
+            RETURNING rule_id
+        ), saved AS (
+            UPDATE alert_rules r
+            SET state = e.state, pending_since = e.pending_since, last_evaluated_at = $11,
+                last_value = e.value,
+                last_triggered_at = CASE WHEN e.start_message IS NOT NULL THEN $11
+                                         ELSE r.last_triggered_at END,
+                last_error = NULL, error_reported_at = NULL
+            FROM e JOIN recorded USING (rule_id)
+            WHERE r.id = e.rule_id
+        ), resolved AS (
+            UPDATE alert_instances i SET state = 'resolved', resolved_at = $11
+            FROM e JOIN recorded USING (rule_id)
+            WHERE i.id = e.resolve AND i.state = 'firing'
+        ), started AS (
+            INSERT INTO alert_instances (tenant_id, rule_id, started_at, metric_value, threshold,
+                                         message)
+            SELECT e.tenant_id, e.rule_id, $11, e.value, e.threshold, e.start_message
+            FROM e JOIN recorded USING (rule_id)
+            WHERE e.start_message IS NOT NULL
+            ON CONFLICT (rule_id) WHERE state = 'firing' DO NOTHING
+            RETURNING {_INSTANCE_COLUMNS}
+        )
+        SELECT recorded.rule_id AS recorded_rule, started.*
+        FROM recorded LEFT JOIN started ON started.rule_id = recorded.rule_id
+        """,
+        [v.rule.id for v in batch], [v.rule.tenant_id for v in batch],
+        [v.slot for v in batch], [v.value for v in batch], [v.outcome for v in batch],
+        [v.state for v in batch], [v.pending_since for v in batch],
+        [v.start_message for v in batch], [v.rule.threshold for v in batch],
+        [v.resolve for v in batch], now, replica,
+    )  # fmt: skip
+    return {
+        row["recorded_rule"]: Instance(**_without(row, "recorded_rule")) if row["id"] else None
+        for row in rows
+    }

@@ -7,7 +7,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from pgvector.asyncpg import register_vector
@@ -15,7 +17,12 @@ from pgvector.asyncpg import register_vector
 from storage.embedded import EmbeddedPostgres
 from storage.errors import DatabaseUnavailable
 from storage.meta import EmbeddingSpace
-from storage.migrate import apply_migrations, check_embedding_space, pending_migrations
+from storage.migrate import (
+    MIGRATION_LOCK_KEY,
+    apply_migrations,
+    check_embedding_space,
+    pending_migrations,
+)
 
 logger = logging.getLogger("deskmate.storage")
 
@@ -24,6 +31,20 @@ ACK_POOL_SIZE = 2
 
 # A pooled connection, as the rooms above storage name it when they pass one to a query module.
 Connection = asyncpg.Connection
+
+# The session settings PgBouncer passes on from a client's login; it refuses any other.
+POOLER_STARTUP_SETTINGS = frozenset(
+    {"application_name", "client_encoding", "datestyle", "timezone"}
+)
+
+
+class Pooler(StrEnum):
+    """What sits between deskmate and PostgreSQL."""
+
+    NONE = "none"
+    # PgBouncer (or any pooler) in transaction mode: a client has one server session only for
+    # the length of a transaction, so nothing may rely on a session outliving one.
+    PGBOUNCER = "pgbouncer"
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -57,6 +78,18 @@ class DatabaseConfig:
     unrecorded_embedder: tuple[str, str] | None = None
     pool_min_size: int = 1
     pool_max_size: int = 10
+    pooler: Pooler = Pooler.NONE
+
+    @property
+    def transaction_pooled(self) -> bool:
+        return self.pooler is Pooler.PGBOUNCER
+
+    @property
+    def connect_options(self) -> dict[str, Any]:
+        """asyncpg's options for every connection: behind a transaction pooler no prepared
+        statement is kept by name, as the next transaction may reach another server session
+        ("prepared statement __asyncpg_stmt_1__ does not exist")."""
+        return {"statement_cache_size": 0} if self.transaction_pooled else {}
 
     @property
     def embedding_dimension(self) -> int:
@@ -116,7 +149,7 @@ class Database:
     async def connect(self) -> asyncpg.Connection:
         """One plain connection (no codecs): for migrations and admin work."""
         try:
-            return await asyncpg.connect(await self.dsn())
+            return await asyncpg.connect(await self.dsn(), **self.config.connect_options)
         except (OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
 
@@ -125,24 +158,53 @@ class Database:
     ) -> asyncpg.Connection:
         """One plain connection that logs in as another role (the alert sandbox's reader),
         never part of a pool: the caller closes it. asyncpg's errors pass through, so the caller
-        can tell a refused password from a server that is down."""
-        return await asyncpg.connect(
-            await self.dsn(), user=user, password=password, server_settings=server_settings
-        )
+        can tell a refused password from a server that is down.
+
+        Behind PgBouncer in transaction mode a setting made after login would stay on one
+        server session while the caller's transactions run on others, and PgBouncer refuses
+        most settings at login: only those it passes on are sent, and the role's own defaults
+        (set by the migrations) hold for the rest."""
+        if self.config.transaction_pooled:
+            server_settings = {
+                k: v for k, v in server_settings.items() if k.lower() in POOLER_STARTUP_SETTINGS
+            }
+        try:
+            return await asyncpg.connect(
+                await self.dsn(),
+                user=user,
+                password=password,
+                server_settings=server_settings,
+                **self.config.connect_options,
+            )
+        except asyncpg.ProtocolViolationError as exc:
+            # PgBouncer refuses a password with a protocol error (08P01), PostgreSQL with 28P01:
+            # either way the caller is told it was the password.
+            if "authentication failed" not in str(exc):
+                raise
+            raise asyncpg.InvalidPasswordError(str(exc)) from exc
 
     async def migrate(self, *, check_embeddings: bool = True) -> list[str]:
         """Apply pending migrations; return the versions this call applied. Then, unless told
         not to, refuse (SchemaMismatch) a database whose vectors another embedder made."""
         conn = await self.connect()
         try:
-            applied = await apply_migrations(
-                conn, embedding_dimension=self.config.embedding_dimension
-            )
+            applied = await self._apply_migrations(conn)
             if check_embeddings:
                 await self._check_embeddings(conn)
             return applied
         finally:
             await conn.close()
+
+    async def _apply_migrations(self, conn: asyncpg.Connection) -> list[str]:
+        dimension = self.config.embedding_dimension
+        if not self.config.transaction_pooled:
+            return await apply_migrations(conn, embedding_dimension=dimension)
+        # The migration lock is a session's; behind a transaction pooler a session lasts one
+        # transaction, so the run is one transaction (each file a savepoint in it), and a
+        # transaction-scoped lock keeps other replicas out until it commits.
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            return await apply_migrations(conn, embedding_dimension=dimension)
 
     async def start(self, *, migrate: bool = True, check_embeddings: bool = True) -> None:
         """Reach the server, bring the schema up to date, and open the pool.
@@ -172,6 +234,7 @@ class Database:
             max_size=max_size,
             init=_init_connection,
             reset=_keep_session,
+            **self.config.connect_options,
         )
 
     async def _check_embeddings(self, conn: asyncpg.Connection) -> None:

@@ -1,4 +1,5 @@
-"""Department documents and their chunks: what `deskmate ingest` writes, `docs list` reads."""
+"""Department documents and their chunks: what `deskmate ingest` writes and `docs delete`
+removes, what `docs list` and `docs cited` read."""
 
 from __future__ import annotations
 
@@ -268,6 +269,113 @@ async def list_documents(
         assert document is not None
         summaries.append(DocumentSummary(document, count))
     return summaries
+
+
+async def get_document(
+    conn: asyncpg.Connection, tenant_id: int, document_id: int, *, lock: bool = False
+) -> Document | None:
+    """The tenant's document `document_id`; `lock` holds it until the transaction ends, so a
+    delete and a replace of the same document take turns."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM documents WHERE tenant_id = $1 AND id = $2"
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        document_id,
+    )
+    return _document(row)
+
+
+async def find_by_source(
+    conn: asyncpg.Connection, tenant_id: int, source_path: str, department: str | None = None
+) -> list[Document]:
+    """The documents stored from `source_path` (one per department that ingested it)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM documents
+        WHERE tenant_id = $1 AND source_path = $2 AND ($3::text IS NULL OR department = $3)
+        ORDER BY department
+        """,
+        tenant_id,
+        source_path,
+        department,
+    )
+    return [d for d in map(_document, rows) if d is not None]
+
+
+async def documents_under(
+    conn: asyncpg.Connection, tenant_id: int, department: str, folder: str
+) -> list[Document]:
+    """The department's documents whose file lies anywhere below `folder` (an absolute path
+    without a trailing separator), by path."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM documents
+        WHERE tenant_id = $1 AND department = $2
+          AND left(source_path, length($3) + 1) = $3 || '/'
+        ORDER BY source_path
+        """,
+        tenant_id,
+        department,
+        folder.rstrip("/"),
+    )
+    return [d for d in map(_document, rows) if d is not None]
+
+
+async def delete_document(conn: asyncpg.Connection, document: Document) -> int:
+    """Delete the document and its chunks; returns how many chunks went. The chunk triggers
+    take them out of the keyword postings, the corpus statistics and the department sizes in
+    the same transaction, so no search sees the document after it commits, and none before
+    sees it half gone."""
+    async with conn.transaction():  # a savepoint when the caller already holds a transaction
+        result = await conn.execute(
+            "DELETE FROM document_chunks WHERE document_id = $1", document.id
+        )
+        await conn.execute("DELETE FROM documents WHERE id = $1", document.id)
+    return int(result.split()[-1])
+
+
+@dataclass(frozen=True)
+class Citation:
+    """An answer that cited a document, and the question it answered."""
+
+    message_id: int
+    answered_at: datetime
+    platform: str
+    status: str | None
+    user_email: str | None
+    user_name: str | None
+    question: str | None
+
+
+async def citations(
+    conn: asyncpg.Connection, tenant_id: int, document_id: int, limit: int = 50
+) -> list[Citation]:
+    """The most recent answers that cited the document, newest first, each with the question
+    before it in its conversation."""
+    rows = await conn.fetch(
+        """
+        SELECT a.id AS message_id, a.created_at AS answered_at, s.platform,
+               a.metadata ->> 'status' AS status, u.email AS user_email,
+               u.display_name AS user_name, q.content AS question
+        FROM document_citations dc
+        JOIN session_messages a ON a.id = dc.message_id
+        JOIN chat_sessions s ON s.id = a.session_id
+        LEFT JOIN users u ON u.id = s.user_id
+        LEFT JOIN LATERAL (
+            SELECT m.content FROM session_messages m
+            WHERE m.session_id = a.session_id AND m.role = 'user'
+              AND m.sequence_number < a.sequence_number
+            ORDER BY m.sequence_number DESC LIMIT 1
+        ) q ON true
+        WHERE dc.tenant_id = $1 AND dc.document_id = $2
+        ORDER BY dc.cited_at DESC, dc.message_id DESC
+        LIMIT $3
+        """,
+        tenant_id,
+        document_id,
+        limit,
+    )
+    return [Citation(**dict(row)) for row in rows]
 
 
 async def refresh_statistics(conn: asyncpg.Connection) -> None:

@@ -8,6 +8,7 @@ what they saw accepted, so the sweeper (`take_abandoned`) resumes such events fr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,15 +60,59 @@ async def claim(
     return bool(claimed)
 
 
-async def renew(conn: asyncpg.Connection, platform: str, event_id: str) -> None:
-    """The claim's owner is still working on it: push its lease forward."""
+@dataclass(frozen=True)
+class NewClaim:
+    """A delivery to claim: its key, its organisation and what is needed to answer it."""
+
+    platform: str
+    event_id: str
+    tenant_id: int
+    payload: dict[str, Any] | None = None
+
+
+async def claim_many(
+    conn: asyncpg.Connection,
+    claims: list[NewClaim],
+    *,
+    stale_after: float = STALE_AFTER_SECONDS,
+) -> set[tuple[str, str]]:
+    """Claim several deliveries in one statement (one commit for all); the (platform, event_id)
+    pairs this caller now owns. A key given twice is claimed once."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO processed_events AS e (platform, event_id, tenant_id, payload)
+        SELECT DISTINCT ON (platform, event_id) platform, event_id, tenant_id, payload::jsonb
+        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+             AS incoming (platform, event_id, tenant_id, payload)
+        ON CONFLICT (platform, event_id) DO UPDATE
+            SET status = 'processing', attempts = e.attempts + 1, updated_at = now(),
+                payload = coalesce(EXCLUDED.payload, e.payload)
+            WHERE e.status = 'failed'
+               OR (e.status = 'processing'
+                   AND e.updated_at < now() - make_interval(secs => $5))
+        RETURNING e.platform, e.event_id
+        """,
+        [c.platform for c in claims],
+        [c.event_id for c in claims],
+        [c.tenant_id for c in claims],
+        [None if c.payload is None else json.dumps(c.payload) for c in claims],
+        stale_after,
+    )
+    return {(r["platform"], r["event_id"]) for r in rows}
+
+
+async def renew(conn: asyncpg.Connection, claims: list[tuple[str, str]]) -> None:
+    """The claims' owner is still working on them (or has them queued): push their leases
+    forward. `claims` are (platform, event_id) pairs."""
     await conn.execute(
         """
-        UPDATE processed_events SET updated_at = now()
-        WHERE platform = $1 AND event_id = $2 AND status = 'processing'
+        UPDATE processed_events AS e SET updated_at = now()
+        FROM unnest($1::text[], $2::text[]) AS held (platform, event_id)
+        WHERE e.platform = held.platform AND e.event_id = held.event_id
+          AND e.status = 'processing'
         """,
-        platform,
-        event_id,
+        [platform for platform, _ in claims],
+        [event_id for _, event_id in claims],
     )
 
 

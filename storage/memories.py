@@ -148,3 +148,31 @@ async def closest(
         limit,
     )
     return [ScoredMemory(_memory(r), float(r["similarity"]), float(r["similarity"])) for r in rows]
+
+
+async def every_memory(
+    conn: asyncpg.Connection, tenant_id: int, user_id: int
+) -> list[tuple[Memory, bool]]:
+    """All of a person's memories, forgotten ones too (kept for audit), oldest first, each
+    with whether it is still active: what an export of their data holds."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS}, is_active FROM memories
+        WHERE tenant_id = $1 AND user_id = $2 ORDER BY id
+        """,
+        tenant_id,
+        user_id,
+    )
+    return [(_memory(r), bool(r["is_active"])) for r in rows]
+
+
+async def erase_all(conn: asyncpg.Connection, tenant_id: int, user_id: int) -> int:
+    """Delete every memory of a person, forgotten ones too; how many there were."""
+    return await conn.fetchval(
+        """
+        WITH gone AS (DELETE FROM memories WHERE tenant_id = $1 AND user_id = $2 RETURNING 1)
+        SELECT count(*) FROM gone
+        """,
+        tenant_id,
+        user_id,
+    )

@@ -1,7 +1,8 @@
 """Scheduled messages: the schedules admins manage, and turning due slots into runs.
 
-Claiming and finishing runs lives in `storage/jobs.py`; this module owns the schedules and the
-tick's materialisation (`due_schedules` → `insert_runs` → `advance`).
+Finishing runs lives in `storage/jobs.py`; this module owns the schedules, the tick's
+materialisation (`due_schedules` → `insert_runs` → `advance`) and claiming runs at each
+channel's pace (`claim_paced`, `reserve`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import asyncpg
+
+from storage.jobs import Claim
 
 _COLUMNS = """id, tenant_id, platform, channel, thread, kind, payload, run_at, cron, timezone,
               status, next_run_at, last_error, created_by, created_at, updated_at"""
@@ -316,3 +319,142 @@ async def runs_waiting_for(
         platforms, waited_seconds, limit,
     )  # fmt: skip
     return [WaitingRun(**dict(r)) for r in rows]
+
+
+# --- claiming runs at each channel's pace -------------------------------------------------------
+
+# Every reservation leaves this much room for the post to leave the process after its claim
+# (or reservation) returns: a post later than that reserves its channel again (`reserve`).
+POST_WINDOW_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class PacedClaim:
+    """A claimed run and the moment its channel's reservation ends (None: an unpaced
+    platform), which `reserve` recognises as this run's own."""
+
+    claim: Claim
+    paced_until: dt.datetime | None
+
+
+async def claim_paced(
+    conn: asyncpg.Connection,
+    replica: str,
+    pacing: dict[str, float],
+    limit: int,
+    lease: float,
+) -> list[PacedClaim]:
+    """Take up to `limit` due runs of the platforms in `pacing` (platform → seconds between
+    posts to one channel), at most one per channel whose next allowed moment has come.
+
+    One statement: the oldest due run of each open channel is locked (SKIP LOCKED, as in
+    `storage.jobs.claim`), each paced channel's next allowed moment is moved forward unless
+    another replica moved it first (the upsert waits for that replica's row and checks again),
+    and only runs whose channel this statement reserved are claimed. A platform paced at 0
+    seconds (the web chat) takes every due run. Channels are reserved in key order, so two
+    replicas claiming at once never wait on each other in a circle."""
+    platforms = list(pacing)
+    rows = await conn.fetch(
+        f"""
+        WITH pace AS (
+            SELECT * FROM unnest($2::text[], $5::float8[]) AS p (platform, seconds)
+        ), heads AS (
+            SELECT DISTINCT ON (r.tenant_id, s.platform, s.channel,
+                                CASE WHEN p.seconds > 0 THEN 0 ELSE r.id END)
+                   r.id, r.available_at, r.tenant_id, s.platform, s.channel, p.seconds
+            FROM scheduled_runs r
+            JOIN scheduled_messages s ON s.id = r.schedule_id
+            JOIN pace p ON p.platform = s.platform
+            WHERE r.status IN ('pending', 'claimed') AND r.available_at <= now()
+              AND (s.status = 'active' OR r.manual)
+              AND NOT EXISTS (
+                  SELECT 1 FROM channel_pacing c
+                  WHERE c.tenant_id = r.tenant_id AND c.platform = s.platform
+                    AND c.channel = s.channel AND c.next_allowed_at > clock_timestamp())
+            ORDER BY r.tenant_id, s.platform, s.channel,
+                     CASE WHEN p.seconds > 0 THEN 0 ELSE r.id END, r.available_at, r.id
+        ), picked AS (
+            SELECT * FROM heads ORDER BY available_at, id LIMIT $3
+        ), locked AS (
+            SELECT r.id FROM scheduled_runs r
+            WHERE r.id IN (SELECT id FROM picked)
+              AND r.status IN ('pending', 'claimed') AND r.available_at <= now()
+            FOR UPDATE OF r SKIP LOCKED
+        ), reserved AS (
+            INSERT INTO channel_pacing AS c (tenant_id, platform, channel, next_allowed_at)
+            SELECT p.tenant_id, p.platform, p.channel,
+                   clock_timestamp() + make_interval(secs => p.seconds + {POST_WINDOW_SECONDS})
+            FROM picked p JOIN locked USING (id)
+            WHERE p.seconds > 0
+            ORDER BY p.tenant_id, p.platform, p.channel
+            ON CONFLICT (tenant_id, platform, channel) DO UPDATE
+                SET next_allowed_at = EXCLUDED.next_allowed_at
+                WHERE c.next_allowed_at <= clock_timestamp()
+            RETURNING c.tenant_id, c.platform, c.channel, c.next_allowed_at
+        ), taken AS (
+            SELECT p.id, g.next_allowed_at AS paced_until
+            FROM picked p JOIN locked USING (id)
+            LEFT JOIN reserved g ON g.tenant_id = p.tenant_id AND g.platform = p.platform
+                                AND g.channel = p.channel
+            WHERE p.seconds <= 0 OR g.channel IS NOT NULL
+        )
+        UPDATE scheduled_runs r
+        SET status = 'claimed', claimed_by = $1, attempts = r.attempts + 1,
+            lease_until = now() + make_interval(secs => $4),
+            available_at = now() + make_interval(secs => $4), updated_at = now()
+        FROM taken, scheduled_messages s, tenants t
+        WHERE r.id = taken.id AND s.id = r.schedule_id AND t.id = r.tenant_id
+        RETURNING r.id, r.tenant_id, t.slug AS tenant, r.schedule_id, r.slot, r.attempts,
+                  r.manual, r.content, s.platform, s.channel, s.thread, s.kind, s.payload,
+                  s.timezone, s.cron, s.created_by, r.claimed_by, taken.paced_until
+        """,
+        replica, platforms, limit, lease, [pacing[p] for p in platforms],
+    )  # fmt: skip
+    claims = []
+    for row in rows:
+        data = dict(row)
+        paced_until = data.pop("paced_until")
+        claims.append(PacedClaim(Claim(**data), paced_until))
+    return claims
+
+
+async def reserve(conn: asyncpg.Connection, claim: PacedClaim, seconds: float) -> float:
+    """Reserve the claim's channel for a post now, when the post could not leave right after
+    its claim (a prompt was answered first, say); returns how long to wait before posting.
+
+    Still the channel's latest reservation (no other post was claimed since): the post may go
+    at once. Otherwise it goes once the latest reservation ends."""
+    c = claim.claim
+    wait = await conn.fetchval(
+        """
+        INSERT INTO channel_pacing AS p (tenant_id, platform, channel, next_allowed_at)
+        VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $5))
+        ON CONFLICT (tenant_id, platform, channel) DO UPDATE
+        SET next_allowed_at = make_interval(secs => $5) + CASE
+            WHEN p.next_allowed_at = $4 THEN clock_timestamp()
+            ELSE greatest(p.next_allowed_at, clock_timestamp()) END
+        RETURNING extract(epoch FROM p.next_allowed_at - clock_timestamp())::float8 - $5
+        """,
+        c.tenant_id, c.platform, c.channel, claim.paced_until,
+        seconds + POST_WINDOW_SECONDS,
+    )  # fmt: skip
+    return max(0.0, float(wait or 0.0))
+
+
+async def next_claimable_in(conn: asyncpg.Connection, platforms: list[str]) -> float | None:
+    """Seconds until the next open run of `platforms` may be claimed (its backoff, lease or
+    channel's pace permitting); None when no run is open."""
+    wait = await conn.fetchval(
+        """
+        SELECT extract(epoch FROM min(greatest(r.available_at, c.next_allowed_at))
+                                  - clock_timestamp())::float8
+        FROM scheduled_runs r
+        JOIN scheduled_messages s ON s.id = r.schedule_id
+        LEFT JOIN channel_pacing c ON c.tenant_id = r.tenant_id AND c.platform = s.platform
+                                  AND c.channel = s.channel
+        WHERE r.status IN ('pending', 'claimed') AND s.platform = ANY($1::text[])
+          AND (s.status = 'active' OR r.manual)
+        """,
+        platforms,
+    )
+    return None if wait is None else max(0.0, wait)

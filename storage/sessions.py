@@ -50,21 +50,35 @@ async def open_and_append(
     """Today's session for the key (created if missing) with a message appended (the person's,
     unless `role` says otherwise), in one statement: the upsert locks the session row, so
     concurrent first messages share one session and sequence numbers stay unique and without
-    gaps."""
+    gaps.
+
+    A message already in the session under the same `platform_message_id` and role is returned
+    instead of appended again: a platform event answered a second time (its first attempt's
+    replica died after storing it) leaves the question in the conversation once."""
     row = await conn.fetchrow(
         """
-        WITH session AS (
+        WITH earlier AS (
+            SELECT m.id, m.session_id, m.role, m.content, m.sequence_number, m.metadata,
+                   m.created_at
+            FROM chat_sessions s JOIN session_messages m ON m.session_id = s.id
+            WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.platform = $3
+              AND s.conversation_key = $4 AND s.scope_date = $5
+              AND m.platform_message_id = $8 AND m.role = $9
+            LIMIT 1
+        ), session AS (
             INSERT INTO chat_sessions AS s (tenant_id, user_id, platform, conversation_key,
                                             scope_date, message_count, last_message_at)
-            VALUES ($1, $2, $3, $4, $5, 1, now())
+            SELECT $1, $2, $3, $4, $5, 1, now() WHERE NOT EXISTS (SELECT FROM earlier)
             ON CONFLICT (tenant_id, user_id, platform, conversation_key, scope_date)
             DO UPDATE SET message_count = s.message_count + 1, last_message_at = now()
             RETURNING id, message_count
+        ), appended AS (
+            INSERT INTO session_messages (tenant_id, session_id, role, content,
+                                          sequence_number, metadata, platform_message_id)
+            SELECT $1, session.id, $9, $6, session.message_count, $7, $8 FROM session
+            RETURNING id, session_id, role, content, sequence_number, metadata, created_at
         )
-        INSERT INTO session_messages (tenant_id, session_id, role, content, sequence_number,
-                                      metadata, platform_message_id)
-        SELECT $1, session.id, $9, $6, session.message_count, $7, $8 FROM session
-        RETURNING id, session_id, role, content, sequence_number, metadata, created_at
+        SELECT * FROM appended UNION ALL SELECT * FROM earlier
         """,
         key.tenant_id, key.user_id, key.platform, key.conversation_key, key.scope_date,
         content, metadata or {}, platform_message_id, role,

@@ -153,3 +153,90 @@ async def todays_turns(
         tenant_id, user_id, WEB, conversation_key, day,
     )  # fmt: skip
     return [Message(**dict(r)) for r in rows]
+
+
+# --- what another replica made, read by id ------------------------------------------------------
+
+
+async def posts_after(
+    conn: asyncpg.Connection, tenant_id: int, after: int, *, limit: int
+) -> list[Post]:
+    """The tenant's posts in every channel with an id above `after`, oldest first."""
+    rows = await conn.fetch(
+        f"{_POST_SELECT} WHERE p.tenant_id = $1 AND p.id > $2 ORDER BY p.id LIMIT $3",
+        tenant_id, after, limit,
+    )  # fmt: skip
+    return [p for p in map(_post, rows) if p is not None]
+
+
+async def latest_post_id(conn: asyncpg.Connection, tenant_id: int) -> int:
+    """The tenant's newest post id (0 when there is none)."""
+    newest = await conn.fetchval(
+        "SELECT max(id) FROM webchat_posts WHERE tenant_id = $1", tenant_id
+    )
+    return int(newest or 0)
+
+
+@dataclass(frozen=True)
+class PrivateAnswer:
+    """An answer only its asker sees: in their direct messages, or a command's reply in a
+    channel. `question_ref` is the id the asker's page gave the question ("q-…" or "p12")."""
+
+    id: int
+    conversation: str  # the session's conversation: "dm:email" or "#channel"
+    user_id: int
+    email: str
+    display_name: str
+    content: str
+    metadata: dict[str, Any]
+    created_at: dt.datetime
+    question_ref: str | None
+    question: str | None
+    asked_at: dt.datetime | None
+
+
+# $1 tenant; $3 the question's platform message id, or NULL for the person's latest question
+# before the answer.
+_PRIVATE_ANSWER_SELECT = f"""
+    SELECT a.id, s.conversation_key AS conversation, u.id AS user_id, u.email, u.display_name,
+           a.content, a.metadata, a.created_at,
+           q.platform_message_id AS question_ref, q.content AS question, q.created_at AS asked_at
+    FROM session_messages a
+    JOIN chat_sessions s ON s.id = a.session_id
+    JOIN users u ON u.id = s.user_id
+    LEFT JOIN LATERAL (
+        SELECT m.platform_message_id, m.content, m.created_at FROM session_messages m
+        WHERE m.session_id = a.session_id AND m.role = 'user'
+          AND m.sequence_number < a.sequence_number
+          AND ($3::text IS NULL OR m.platform_message_id = $3)
+        ORDER BY m.sequence_number DESC LIMIT 1
+    ) q ON true
+    WHERE a.tenant_id = $1 AND a.role = 'assistant' AND s.platform = '{WEB}'
+      AND (s.conversation_key LIKE 'dm:%' OR a.metadata ->> 'status' = 'command')
+"""
+
+
+async def private_answer(
+    conn: asyncpg.Connection, tenant_id: int, message_id: int, question_ref: str | None
+) -> PrivateAnswer | None:
+    """The web answer stored as message `message_id`, if it is one only its asker sees."""
+    row = await conn.fetchrow(
+        f"{_PRIVATE_ANSWER_SELECT} AND a.id = $2", tenant_id, message_id, question_ref
+    )
+    return None if row is None else PrivateAnswer(**dict(row))
+
+
+async def private_answers_after(
+    conn: asyncpg.Connection, tenant_id: int, after: int, *, limit: int
+) -> list[PrivateAnswer]:
+    """The tenant's web answers only their askers see, with a message id above `after`."""
+    rows = await conn.fetch(
+        f"{_PRIVATE_ANSWER_SELECT} AND a.id > $2 ORDER BY a.id LIMIT $4",
+        tenant_id, after, None, limit,
+    )  # fmt: skip
+    return [PrivateAnswer(**dict(r)) for r in rows]
+
+
+async def latest_message_id(conn: asyncpg.Connection) -> int:
+    """The newest session message id of any tenant (0 when there is none)."""
+    return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM session_messages"))

@@ -4,6 +4,10 @@ State changes are committed before anything is posted, so replicas agree on them
 posting follows. A firing notification that did not get out (crash, platform outage) is sent
 again at the rule's next evaluation, so an alert never goes silent; idempotency keys let a
 platform that can tell (Slack) recognise a post that did get out before the crash.
+
+Rules on built-in metrics are evaluated a batch at a time: one statement measures the whole
+batch, one writes its evaluations, states and episodes. A custom_sql rule runs alone, in its
+sandbox (storage/alert_metrics.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from bot import tenancy
+from bot import metrics, tenancy
 from bot.alerts import notices as messages
 from bot.alerts.engine import Decision, Notify, decide
 from bot.errors import NotFound
@@ -28,7 +32,7 @@ from storage.database import Database
 logger = logging.getLogger("deskmate.alerts")
 
 Clock = Callable[[], dt.datetime]
-BATCH = 100
+BATCH = 500
 
 
 def replica_name() -> str:
@@ -55,13 +59,46 @@ class AlertEvaluator:
         now = self.clock()
         evaluated = 0
         while True:
-            async with self.db.transaction() as conn:
+            async with self.db.pool.acquire() as conn:  # one statement: its own transaction
                 claimed = await alerts.claim_due(conn, now, BATCH)
+            await self._evaluate_builtin(
+                [(r, slot) for r, slot in claimed if r.metric_type != "custom_sql"], now
+            )
             for rule, slot in claimed:
-                await self.evaluate(rule, slot, now)
+                if rule.metric_type == "custom_sql":
+                    await self.evaluate(rule, slot, now)
             evaluated += len(claimed)
             if len(claimed) < BATCH:
                 return evaluated
+
+    async def _evaluate_builtin(
+        self, claimed: list[tuple[Rule, dt.datetime]], now: dt.datetime
+    ) -> None:
+        """Measure, decide and record a batch of built-in rules, then notify."""
+        if not claimed:
+            return
+        windows = [_window(rule, now) for rule, _ in claimed]
+        async with self.db.pool.acquire() as conn:
+            values = await alert_metrics.builtin_metrics(conn, windows)
+            opened = await alerts.open_instances(conn, [rule.id for rule, _ in claimed])
+        batch, decisions = [], []
+        for (rule, slot), window in zip(claimed, windows, strict=True):
+            value, instance = values[window], opened.get(rule.id)
+            decision = _decide(rule, value, instance, now)
+            batch.append(_evaluation(rule, slot, value, decision, instance))
+            decisions.append(decision)
+        async with self.db.pool.acquire() as conn:
+            recorded = await alerts.record_evaluations(conn, batch, now, self.replica)
+        for item, decision in zip(batch, decisions, strict=True):
+            rule = item.rule
+            if rule.id not in recorded:
+                continue  # this interval was already evaluated elsewhere
+            metrics.ALERT_EVALUATIONS.labels(outcome=decision.outcome).inc()
+            started = recorded[rule.id]
+            instance = started or opened.get(rule.id)
+            if item.start_message is not None and started is None:
+                instance = None  # another writer opened the episode meanwhile: it notifies
+            await self._notify(rule, decision, instance, item.value, now)
 
     async def evaluate(self, rule: Rule, slot: dt.datetime, now: dt.datetime) -> None:
         try:
@@ -71,23 +108,13 @@ class AlertEvaluator:
             return
         async with self.db.transaction() as conn:
             instance = await alerts.open_instance(conn, rule.id)
-            decision = decide(
-                state=rule.state,
-                pending_since=rule.pending_since,
-                value=value,
-                condition=rule.condition,
-                threshold=rule.threshold,
-                for_minutes=rule.for_minutes,
-                now=now,
-                last_notified_at=instance.last_notified_at if instance else None,
-                acknowledged=bool(instance and instance.acknowledged_by),
-                cooldown_minutes=rule.cooldown_minutes,
-            )
+            decision = _decide(rule, value, instance, now)
             if not await alerts.record_evaluation(
                 conn, rule, slot, now, value, decision.outcome, None, self.replica
             ):
                 return  # this interval was already evaluated elsewhere
             instance = await self._apply(conn, rule, decision, instance, value, now)
+        metrics.ALERT_EVALUATIONS.labels(outcome=decision.outcome).inc()
         await self._notify(rule, decision, instance, value, now)
 
     async def _measure(self, rule: Rule, now: dt.datetime) -> float | None:
@@ -251,6 +278,7 @@ class AlertEvaluator:
                 error=error,
                 error_reported=report,
             )
+        metrics.ALERT_EVALUATIONS.labels(outcome="error").inc()
         if report:
             key = f"alert-error:{rule.id}:{slot.isoformat()}"
             for channel in rule.notification_channels:
@@ -265,3 +293,48 @@ async def _find(sender: Sender, target: Target, key: str) -> Delivery | None:
         return await sender.find(target, key)
     except DeliveryError:
         return None
+
+
+def _window(rule: Rule, now: dt.datetime) -> alert_metrics.Window:
+    return alert_metrics.Window(
+        rule.metric_type, rule.tenant_id, now - dt.timedelta(minutes=rule.window_minutes), now
+    )
+
+
+def _decide(
+    rule: Rule, value: float | None, instance: Instance | None, now: dt.datetime
+) -> Decision:
+    return decide(
+        state=rule.state,
+        pending_since=rule.pending_since,
+        value=value,
+        condition=rule.condition,
+        threshold=rule.threshold,
+        for_minutes=rule.for_minutes,
+        now=now,
+        last_notified_at=instance.last_notified_at if instance else None,
+        acknowledged=bool(instance and instance.acknowledged_by),
+        cooldown_minutes=rule.cooldown_minutes,
+    )
+
+
+def _evaluation(
+    rule: Rule,
+    slot: dt.datetime,
+    value: float | None,
+    decision: Decision,
+    instance: Instance | None,
+) -> alerts.Evaluation:
+    """What the batch writes for one rule: the same changes `_apply` makes one rule at a time."""
+    starts = decision.notify is Notify.FIRING and instance is None
+    resolves = decision.notify is Notify.RESOLVED and instance is not None
+    return alerts.Evaluation(
+        rule=rule,
+        slot=slot,
+        value=value,
+        outcome=decision.outcome,
+        state=decision.state,
+        pending_since=decision.pending_since,
+        start_message=messages.summary(rule, value) if starts else None,
+        resolve=instance.id if resolves and instance is not None else None,
+    )

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
+from bot import logs
 from bot.errors import ConfigError, DeskmateError, UsageError, from_storage
 from bot.settings import Settings, load_settings
 from storage.errors import StorageError
@@ -53,11 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     # Admin commands print their own results; their INFO chatter would only bury them.
     quiet = args.command != "serve" and "log_level" not in settings.model_fields_set
-    logging.basicConfig(
-        level="WARNING" if quiet else settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure("WARNING" if quiet else settings.log_level, settings.log_format)
     # APScheduler logs every job run at INFO: every few seconds, nothing an operator needs.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     command: Command = args.handler

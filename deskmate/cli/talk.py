@@ -7,7 +7,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.directory import Directory
 from bot.errors import NotFound, UsageError
@@ -16,6 +16,9 @@ from bot.settings import Settings
 from deskmate.cli.options import add_tenant_option
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
     from bot.runtime import Runtime
     from storage.users import User
 
@@ -115,21 +118,94 @@ async def _ask(runtime: Runtime, args: argparse.Namespace, email: str, text: str
         text=text, is_direct=args.channel is None, tenant=args.tenant, trusted_email=email,
     )  # fmt: skip
 
-    async def show(piece: str) -> None:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-
-    sys.stdout.write("deskmate> ")
-    reply = await runtime.conversation.handle(message, on_delta=show)
-    sys.stdout.write("\n")
-    _print_sources(reply)
+    with answer_view(sys.stdout) as view:
+        reply = await runtime.conversation.handle(message, on_delta=view.delta)
+        view.finish(reply)
 
 
-def _print_sources(reply: Reply) -> None:
-    if reply.sources:
-        listed = "; ".join(f"[{s.number}] {s.label} ({s.department})" for s in reply.sources)
-        print(f"sources: {listed}")
-    print(flush=True)
+def answer_view(out: TextIO) -> PlainAnswer | RichAnswer:
+    """Markdown drawn by rich on a terminal; raw text, as it always was, into a pipe or a file
+    (scripts and tests read that)."""
+    if not out.isatty():
+        return PlainAnswer(out)
+    from rich.console import Console  # rich is imported when drawn: `--help` stays quick
+
+    return RichAnswer(Console(file=out))
+
+
+def sources_line(reply: Reply) -> str | None:
+    if not reply.sources:
+        return None
+    listed = "; ".join(f"[{s.number}] {s.label} ({s.department})" for s in reply.sources)
+    return f"sources: {listed}"
+
+
+class PlainAnswer:
+    """An answer written as it streams in, character for character."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __enter__(self) -> PlainAnswer:
+        self.out.write("deskmate> ")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.out.flush()
+
+    async def delta(self, piece: str) -> None:
+        self.out.write(piece)
+        self.out.flush()
+
+    def finish(self, reply: Reply) -> None:
+        self.out.write("\n")
+        line = sources_line(reply)
+        if line:
+            print(line, file=self.out)
+        print(file=self.out, flush=True)
+
+
+class RichAnswer:
+    """An answer drawn as Markdown (tables, lists, emphasis), redrawn as it streams in."""
+
+    REFRESHES_PER_SECOND = 8
+
+    def __init__(self, console: Console) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.text = ""
+        self.live = Live(
+            console=console, refresh_per_second=self.REFRESHES_PER_SECOND,
+            vertical_overflow="visible",
+        )  # fmt: skip
+
+    def __enter__(self) -> RichAnswer:
+        self.console.print("deskmate>", style="bold", markup=False, highlight=False)
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()  # also when the answer failed: the terminal gets its cursor back
+
+    async def delta(self, piece: str) -> None:
+        self.text += piece
+        self.live.update(markdown(self.text))
+
+    def finish(self, reply: Reply) -> None:
+        self.live.update(markdown(reply.text), refresh=True)
+        self.live.stop()
+        line = sources_line(reply)
+        if line:
+            self.console.print(line, style="dim", markup=False, highlight=False)
+        self.console.print()
+
+
+def markdown(text: str) -> Markdown:
+    from rich.markdown import Markdown
+
+    # Links spelled out: not every terminal follows the escape codes of a clickable link.
+    return Markdown(text, hyperlinks=False)
 
 
 async def _lines(prompt: str) -> AsyncIterator[str]:

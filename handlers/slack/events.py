@@ -101,3 +101,25 @@ def message_from_event(
 def is_retry(headers: dict[str, Any]) -> bool:
     """Slack marks redeliveries with X-Slack-Retry-Num."""
     return any(key.lower() == "x-slack-retry-num" for key in headers)
+
+
+@dataclass(frozen=True)
+class MessageEvent:
+    """An Events API delivery of a message: the one to answer, or None for one to ignore."""
+
+    message: SlackMessage | None
+
+
+def message_event(payload: dict[str, Any]) -> MessageEvent | None:
+    """The message event in a checked Events API payload, when it can be judged from the payload
+    alone (deskmate's bot user is named in `authorizations`); None for anything else."""
+    event = payload.get("event")
+    if payload.get("type") != "event_callback" or not isinstance(event, dict):
+        return None
+    if event.get("type") not in ("message", "app_mention"):
+        return None
+    bots = [a.get("user_id") for a in payload.get("authorizations") or [] if a.get("is_bot")]
+    if len(bots) != 1 or not isinstance(bots[0], str) or not bots[0]:
+        return None
+    team_id = str(payload.get("team_id") or "")
+    return MessageEvent(message_from_event(event, bot_user_id=bots[0], team_id=team_id))

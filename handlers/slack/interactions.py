@@ -58,17 +58,16 @@ class SlackInteractions:
         """Answer one user message; the event is marked done, or failed for Slack's retry."""
         ok = False
         try:
-            async with self.runtime.events.holding("slack", message.event_key):
-                if message.needs_thread_check and not await self._in_thread(message):
-                    ok = True  # a thread deskmate is not part of: nothing to say
-                    return
-                incoming = await self._incoming(message, client)
-                if message.is_direct:
-                    await set_status(client, message, "is thinking…")
-                    await stream_answer(client, message, incoming, self._handle)
-                else:
-                    await edit_answer(client, message, incoming, self._handle)
-                ok = True
+            if message.needs_thread_check and not await self._in_thread(message):
+                ok = True  # a thread deskmate is not part of: nothing to say
+                return
+            incoming = await self._incoming(message, client)
+            if message.is_direct:
+                await set_status(client, message, "is thinking…")
+                await stream_answer(client, message, incoming, self._handle)
+            else:
+                await edit_answer(client, message, incoming, self._handle)
+            ok = True
         finally:
             await self.runtime.events.finish("slack", message.event_key, ok=ok)
 

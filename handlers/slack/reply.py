@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,7 +18,14 @@ from bot.feedback import FEEDBACK, button_value
 from bot.messages import IncomingMessage, Reply
 from bot.outbound import Action
 from handlers.slack.events import SlackMessage
-from handlers.slack.rendering import MESSAGE_LIMIT, answer_messages, split_text, to_mrkdwn
+from handlers.slack.rendering import (
+    MESSAGE_LIMIT,
+    answer_messages,
+    answer_trailer,
+    fallback_text,
+    markdown_messages,
+    slack_markdown,
+)
 
 logger = logging.getLogger("deskmate.slack")
 
@@ -57,20 +63,27 @@ async def stream_answer(
 
     async def on_delta(piece: str) -> None:
         nonlocal carried, overflow
-        if not overflow and carried + len(piece) <= MESSAGE_LIMIT:
-            await streamer.append(markdown_text=piece)
-            carried += len(piece)
-        else:
+        if overflow:
+            return
+        if carried + len(piece) > MESSAGE_LIMIT:
             overflow = True
+            # The stream ends at a space or line break, not inside the word a delta ended in.
+            head = piece[: MESSAGE_LIMIT - carried]
+            piece = piece[: max(head.rfind(" "), head.rfind("\n"), 0)]
+        if piece:
+            await streamer.append(markdown_text=slack_markdown(piece))
+            carried += len(piece)
 
     reply = await answer(incoming, on_delta)
-    payloads = answer_messages(reply, feedback_actions(reply))
+    trailer = answer_trailer(reply, feedback_actions(reply))
     if not overflow:
-        await streamer.stop(blocks=_trailer(payloads[-1]))
+        await streamer.stop(blocks=trailer)
         return reply
     await streamer.stop()
     # The stream holds the answer's beginning; the rest follows, split at Slack's limits.
-    await _post_pieces(client, message, reply.text[carried:], payloads[-1])
+    for payload in markdown_messages(reply.text[carried:].strip(), trailer):
+        await client.chat_postMessage(channel=message.channel, thread_ts=message.reply_thread,
+                                      **payload)  # fmt: skip
     return reply
 
 
@@ -89,9 +102,8 @@ async def edit_answer(
         text += piece
         if time.monotonic() - last >= UPDATE_INTERVAL:
             last = time.monotonic()
-            shown = to_mrkdwn(text)
-            shown = shown if len(shown) <= MESSAGE_LIMIT else shown[: MESSAGE_LIMIT - 1] + "…"
-            await client.chat_update(channel=message.channel, ts=ts, text=shown)
+            # Text alone while it streams in: the final edit brings the blocks.
+            await client.chat_update(channel=message.channel, ts=ts, text=fallback_text(text))
 
     reply = await answer(incoming, on_delta)
     payloads = answer_messages(reply, feedback_actions(reply))
@@ -100,21 +112,3 @@ async def edit_answer(
         await client.chat_postMessage(channel=message.channel, thread_ts=message.reply_thread,
                                       **payload)  # fmt: skip
     return reply
-
-
-def _trailer(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The non-text blocks (sources, buttons) that close a streamed answer."""
-    return [block for block in payload["blocks"] if block["type"] != "section"]
-
-
-async def _post_pieces(
-    client: AsyncWebClient, message: SlackMessage, rest: str, last_payload: dict[str, Any]
-) -> None:
-    pieces = split_text(to_mrkdwn(rest), MESSAGE_LIMIT)
-    for number, piece in enumerate(pieces, start=1):
-        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": section}}
-                  for section in split_text(piece)]  # fmt: skip
-        if number == len(pieces):
-            blocks += _trailer(last_payload)
-        await client.chat_postMessage(channel=message.channel, thread_ts=message.reply_thread,
-                                      text=piece, blocks=blocks)  # fmt: skip

@@ -15,6 +15,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -49,17 +50,31 @@ NON_EMPTY_LISTS = frozenset({"actions"})
 BOLT_INTERNAL_PREFIX = "x-slack-bolt-"
 
 
-async def accepted_request(request: web.Request, secret: str) -> AsyncBoltRequest:
-    """The request for Bolt, once signed by Slack and shaped like a Slack payload; else Rejected
-    (401 for the signature, 400 for the body), before anything is parsed deeply or stored."""
+@dataclass(frozen=True)
+class Accepted:
+    """A request Slack signed, with a payload shaped like Slack's."""
+
+    text: str
+    headers: dict[str, str]
+    payload: dict[str, Any]
+    query: str
+
+    def for_bolt(self) -> AsyncBoltRequest:
+        as_bolt_reads: dict[str, str | Sequence[str]] = dict(self.headers)
+        return AsyncBoltRequest(body=self.text, query=self.query, headers=as_bolt_reads)
+
+
+async def accepted_request(request: web.Request, secret: str) -> Accepted:
+    """The request, once signed by Slack and shaped like a Slack payload; else Rejected (401 for
+    the signature, 400 for the body), before anything is parsed deeply or stored."""
     raw = await request.read()
     headers = bolt_headers(request.headers)
     verify_signature(raw, headers, secret)
     text = decode(raw)
     # The content type exactly as Bolt will read it, so both parse the body the same way.
-    check_shape(parse_payload(text, headers.get("content-type", "").split(";")[0]))
-    as_bolt_reads: dict[str, str | Sequence[str]] = dict(headers)
-    return AsyncBoltRequest(body=text, query=request.query_string, headers=as_bolt_reads)
+    payload = parse_payload(text, headers.get("content-type", "").split(";")[0])
+    check_shape(payload)
+    return Accepted(text, headers, payload, request.query_string)
 
 
 class Rejected(Exception):

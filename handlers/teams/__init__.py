@@ -25,6 +25,7 @@ from microsoft_agents.hosting.aiohttp import jwt_authorization_decorator, start_
 from microsoft_agents.hosting.core import TurnContext, TurnState
 
 from bot.runtime import Runtime
+from bot.spawner import ANSWERS
 from handlers.teams.activities import (
     CARD_ACTION_INVOKE,
     TEAMS,
@@ -143,6 +144,7 @@ def add_routes(
         runtime.tasks.spawn(
             work.answer(message, activity.model_copy(deep=True), identity),
             name=f"teams-answer:{message.event_key}",
+            lane=ANSWERS,
         )
 
 

@@ -77,8 +77,7 @@ class TeamsInteractions:
         redelivery of the same message may try again."""
         ok = False
         try:
-            async with self.runtime.events.holding(TEAMS, message.event_key):
-                await self.sdk.in_turn(identity, activity, lambda ctx: self._answer(ctx, message))
+            await self.sdk.in_turn(identity, activity, lambda ctx: self._answer(ctx, message))
             ok = True
         finally:
             await self.runtime.events.finish(TEAMS, message.event_key, ok=ok)
@@ -113,15 +112,14 @@ class TeamsInteractions:
         returned in the HTTP response, whole, since nothing can be streamed or posted later."""
         ok = False
         try:
-            async with self.runtime.events.holding(TEAMS, message.event_key):
-                incoming = self._with_profile(context, message.incoming)
-                reply = await self.runtime.conversation.handle(incoming, None)
-                if reply.ephemeral and message.kind != PERSONAL:
-                    # No personal chat can be opened from here: the group hears only this.
-                    for note in text_activities(PRIVATE_ONLY):
-                        await context.send_activity(note)
-                else:
-                    await send_reply(context, reply)
+            incoming = self._with_profile(context, message.incoming)
+            reply = await self.runtime.conversation.handle(incoming, None)
+            if reply.ephemeral and message.kind != PERSONAL:
+                # No personal chat can be opened from here: the group hears only this.
+                for note in text_activities(PRIVATE_ONLY):
+                    await context.send_activity(note)
+            else:
+                await send_reply(context, reply)
             ok = True
         finally:
             await self.runtime.events.finish(TEAMS, message.event_key, ok=ok)

@@ -3,8 +3,11 @@ deskmate in a DM or in web channels, through the same conversation service as Sl
 
 It is a platform like the others: identities `web` (user id = email), channel clearances with
 platform `web`, and a `WebSender` so scheduled messages and alerts reach `web:#channel`.
-Local-only by default: bound to a loopback address it is open to this machine; bound to any
-other address it needs `WEBCHAT_TOKEN`, and without one it stays off.
+With several replicas, each listens for what the others post and answer (relay.py).
+Local-only by default: bound to a loopback address it is open to this machine (the demo
+picker); bound to any other address it asks people to sign in (signin.py) when a provider is
+configured, and acts as the signed-in person only; else it needs `WEBCHAT_TOKEN`, and without
+one it stays off.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.errors import DeskmateError
+from bot.local_chat import LocalChat
 from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.http import BIND_HOST
-from handlers.webchat import api
+from handlers.webchat import api, own_data, signin
 from handlers.webchat.hub import Hub
+from handlers.webchat.oidc import providers
+from handlers.webchat.relay import ListenUrl, Relay
 from handlers.webchat.sender import ChannelPosts, WebSender
 from handlers.webchat.stream import stream
+from storage.tenants import DEFAULT_TENANT
 
 logger = logging.getLogger("deskmate.webchat")
 
@@ -47,16 +54,13 @@ PAGE_HEADERS = {
 
 class Access(StrEnum):
     OPEN = "open"  # bound to loopback: anyone on this machine
+    SIGNIN = "signin"  # bound elsewhere, a sign-in provider configured: the signed-in person
     TOKEN = "token"  # bound elsewhere, WEBCHAT_TOKEN set: whoever has it
     DISABLED = "disabled"  # bound elsewhere without a token: off
 
 
-class Unauthorized(DeskmateError):
-    http_status = 401
-
-
-class Forbidden(DeskmateError):
-    http_status = 403
+Unauthorized = signin.Unauthorized
+Forbidden = signin.Forbidden
 
 
 def is_loopback(host: str) -> bool:
@@ -73,6 +77,8 @@ def access_mode(host: str, settings: Settings) -> Access:
     """Who may use the web chat of a service bound to `host`."""
     if is_loopback(host):
         return Access.OPEN
+    if settings.signin_enabled:
+        return Access.SIGNIN
     return Access.TOKEN if settings.webchat_token is not None else Access.DISABLED
 
 
@@ -85,6 +91,9 @@ def describe(host: str, port: int, settings: Settings) -> str:
     access = access_mode(host, settings)
     if access is Access.OPEN:
         return f"{url(host, port)}  (this machine only: pick a demo user and ask)"
+    if access is Access.SIGNIN:
+        labels = " or ".join(p.label for p in providers(settings))
+        return f"{settings.web_public_url}/  (sign in with {labels})"
     if access is Access.TOKEN:
         return f"{url(host, port)}?token=…  (open once with WEBCHAT_TOKEN; then a cookie)"
     return f"off: {host} is not a loopback address and WEBCHAT_TOKEN is not set"
@@ -126,7 +135,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def guarded(handler: Handler) -> Handler:
     async def check_then_handle(request: web.Request) -> web.StreamResponse:
-        request.app[GUARD].check(request)
+        if signin.SIGNIN in request.app:
+            await signin.admit(request)
+            await api.check_claims(request)
+        else:
+            request.app[GUARD].check(request)
         return await handler(request)
 
     return check_then_handle
@@ -135,6 +148,9 @@ def guarded(handler: Handler) -> Handler:
 async def page(request: web.Request) -> web.StreamResponse:
     """The chat page; `?token=` (token mode) becomes a cookie and is taken out of the URL."""
     guard = request.app[GUARD]
+    if guard.access is Access.SIGNIN:
+        await signin.admit_page(request)
+        return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
     token = request.query.get("token")
     if token is not None and guard.access is Access.TOKEN and guard.matches(token):
         response = web.HTTPSeeOther("/")
@@ -155,6 +171,24 @@ async def disabled(request: web.Request) -> web.Response:
     ))  # fmt: skip
 
 
+def listen_url(runtime: Runtime) -> ListenUrl:
+    """Where the relay LISTENs: DATABASE_LISTEN_URL, else the pool's own server, unless that is
+    reached through a transaction pooler (which cannot hold a LISTEN)."""
+
+    async def url() -> str | None:
+        configured = runtime.settings.database_listen_url
+        if configured is not None:
+            return configured.get_secret_value()
+        if runtime.db.config.transaction_pooled:
+            logger.warning("web chat pages see only this replica's posts live: DATABASE_URL goes "
+                           "through a transaction pooler; set DATABASE_LISTEN_URL to reach "
+                           "PostgreSQL directly")  # fmt: skip
+            return None
+        return await runtime.db.dsn()
+
+    return url
+
+
 def install(app: web.Application, runtime: Runtime) -> None:
     """Add the page, the API and the `web` sender, as the bind address and token allow."""
     access = access_mode(app[BIND_HOST], runtime.settings)
@@ -165,23 +199,32 @@ def install(app: web.Application, runtime: Runtime) -> None:
         return
     token = runtime.settings.webchat_token
     app[GUARD] = Guard(access, token.get_secret_value() if token else None)
+    if access is Access.SIGNIN:
+        signin.install_routes(app, signin.create(runtime))
     hub = Hub()
-    posts = ChannelPosts(runtime.db, hub)
+    core = LocalChat(runtime.db, runtime.conversation, DEFAULT_TENANT)
+    relay = Relay(core, hub, listen_url(runtime))
+    posts = ChannelPosts(runtime.db, hub, relay)
     sender = WebSender(posts)
     runtime.senders.register(sender)
-    app[api.WEBCHAT] = api.WebChat(runtime, hub, posts, sender)
+    app[api.WEBCHAT] = api.WebChat(runtime, hub, posts, sender, relay)
 
     async def end_streams(_: web.Application) -> None:
         hub.close()
 
-    app.on_shutdown.append(end_streams)
+    app.on_startup.append(relay.start)
+    app.on_shutdown.extend([end_streams, relay.stop])
     app.router.add_get("/", page)
     app.router.add_static("/webchat/static/", STATIC)
     routes = {
         ("GET", "info"): api.info, ("GET", "users"): api.list_users,
         ("GET", "channels"): api.list_channels, ("GET", "history"): api.history,
         ("POST", "messages"): api.send, ("POST", "actions"): api.click,
-        ("GET", "stream"): stream,
+        ("GET", "stream"): stream, ("GET", "me"): api.me,
+        ("GET", "me/memories"): own_data.listing, ("GET", "me/export"): own_data.export,
+        ("PATCH", "me/memories/{memory_id}"): own_data.edit,
+        ("DELETE", "me/memories/{memory_id}"): own_data.forget,
+        ("DELETE", "me/memories"): own_data.erase,
     }  # fmt: skip
     for (method, name), handler in routes.items():
         app.router.add_route(method, f"/webchat/api/{name}", guarded(handler))

@@ -1,16 +1,18 @@
 """Answering a web chat message in the background: the same conversation service as Slack and
-Teams, its pieces streamed to the asker's pages, the finished answer posted where it belongs."""
+Teams, its pieces streamed to the asker's pages on this replica, the finished answer posted
+where it belongs (and announced to the other replicas, whose pages may include the asker's)."""
 
 from __future__ import annotations
 
 import logging
 
 from bot.errors import report_error
-from bot.messages import IncomingMessage
+from bot.messages import IncomingMessage, Reply
 from bot.runtime import Runtime
 from handlers.webchat.hub import Event, Hub, Room
+from handlers.webchat.relay import Relay
 from handlers.webchat.sender import ChannelPosts
-from handlers.webchat.views import dm_conversation, reply_payload, reply_view
+from handlers.webchat.views import apology, dm_conversation, reply_payload, reply_view
 from storage.users import User
 from storage.webchat import WEB
 
@@ -37,6 +39,7 @@ async def answer(
     ref: str,
     *,
     tenant: str,
+    relay: Relay | None = None,
 ) -> None:
     """Answer `text`; `ref` is the question's post id, which every event about the answer
     carries as `reply_to` so the page puts the pieces under the right question."""
@@ -54,10 +57,29 @@ async def answer(
             created = runtime.conversation.clock().isoformat()
             view = reply_view(reply, reply_to=ref, created_at=created)
             hub.publish(room, Event("post", view, audience=user.email))
+            await _tell_other_replicas(relay, user, channel, ref, reply)
         else:
             await posts.add(tenant, channel, author_kind="bot", content=reply.text,
                             payload=reply_payload(reply, reply_to=ref))  # fmt: skip
     except Exception as exc:  # the page must not wait forever on a question that failed
         reference = report_error(exc, where="webchat.answer")
-        sorry = f"Sorry — something went wrong on my side (reference {reference})."
-        hub.publish(room, Event("error", {"reply_to": ref, "text": sorry}, audience=user.email))
+        failure = {"reply_to": ref, "text": apology(reference)}
+        hub.publish(room, Event("error", failure, audience=user.email))
+        if relay is not None:
+            await relay.announce(relay.note("error", user.tenant_id, user=user.id, reply_to=ref,
+                                            channel=channel, reference=reference))  # fmt: skip
+
+
+async def _tell_other_replicas(
+    relay: Relay | None, user: User, channel: str | None, ref: str, reply: Reply
+) -> None:
+    """The asker's pages on other replicas read the stored answer back by its id; an answer
+    that could not even be stored crosses as its apology's reference."""
+    if relay is None:
+        return
+    ids = {"user": user.id, "reply_to": ref, "channel": channel}
+    if reply.message_id is not None:
+        relay.answers.add(reply.message_id)
+        await relay.announce(relay.note("answer", user.tenant_id, message=reply.message_id, **ids))
+    elif reply.reference is not None:
+        await relay.announce(relay.note("error", user.tenant_id, reference=reply.reference, **ids))

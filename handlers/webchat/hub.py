@@ -2,8 +2,8 @@
 or a person's direct messages) and gets its posts, answer pieces and edits as they happen.
 
 In-process on purpose: the page talks to the replica that serves it, and a page opened later
-(or reconnecting) reads what it missed from the database. With several replicas, a post made
-by another replica shows up on the next reload rather than live.
+(or reconnecting) reads what it missed from the database. What other replicas make reaches
+this hub through handlers/webchat/relay.py (PostgreSQL LISTEN/NOTIFY).
 """
 
 from __future__ import annotations
@@ -106,6 +106,11 @@ class Hub:
     def close(self) -> None:
         """End every stream (service shutdown) so no request waits on an idle page."""
         self._closed = True
+        self.reset()
+
+    def reset(self) -> None:
+        """End every open stream: each page reconnects and reloads what it shows (when more
+        was missed than is worth replaying event by event)."""
         for subscriptions in self._rooms.values():
             for subscription in subscriptions:
                 subscription.end()

@@ -1,4 +1,5 @@
-"""Posting into web channels: stored (so a page opened later shows them) and published live.
+"""Posting into web channels: stored (so a page opened later shows them) and published live,
+here and, through the relay's note sent in the same transaction, on every other replica.
 
 `WebSender` is the web chat's `Sender` (bot/outbound.py): the scheduler and alerts post
 `web:#channel` targets through it exactly as they post to Slack or Teams.
@@ -14,8 +15,9 @@ from bot import tenancy
 from bot.errors import NotFound, UsageError
 from bot.outbound import Delivery, DeliveryError, Outbound, Target
 from handlers.webchat.hub import Event, Hub, Room
+from handlers.webchat.relay import Relay
 from handlers.webchat.views import channel_id, outbound_payload, post_view
-from storage import webchat
+from storage import notify, webchat
 from storage.database import Database
 from storage.webchat import Post
 
@@ -23,11 +25,13 @@ logger = logging.getLogger("deskmate.webchat")
 
 
 class ChannelPosts:
-    """A web channel's timeline: every post is stored, then shown to the pages in the channel."""
+    """A web channel's timeline: every post is stored, then shown to the pages in the channel;
+    with a relay, the pages of other replicas too (without one, this process's pages only)."""
 
-    def __init__(self, db: Database, hub: Hub) -> None:
+    def __init__(self, db: Database, hub: Hub, relay: Relay | None = None) -> None:
         self.db = db
         self.hub = hub
+        self.relay = relay
 
     async def tenant_id(self, tenant: str) -> int:
         return await tenancy.tenant_id(self.db, tenant)
@@ -50,6 +54,11 @@ class ChannelPosts:
                 conn, tenant_id, channel, author_kind=author_kind, content=content,
                 user_id=user_id, payload=payload, idempotency_key=idempotency_key,
             )  # fmt: skip
+            if created and self.relay is not None:
+                # Marked before commit: a catch-up that reads it right after must not show it
+                # here a second time.
+                self.relay.posts.add(post.id)
+                await notify.announce(conn, self.relay.note("post", tenant_id, post=post.id))
         if created:
             self.hub.publish(Room(tenant, channel), Event("post", post_view(post)))
         return post
@@ -63,6 +72,8 @@ class ChannelPosts:
             post = await webchat.update_post(
                 conn, tenant_id, post_id, content=content, payload=payload
             )
+            if post is not None and self.relay is not None:
+                await notify.announce(conn, self.relay.note("update", tenant_id, post=post.id))
         if post is not None:
             self.hub.publish(Room(tenant, post.channel), Event("update", post_view(post)))
         return post

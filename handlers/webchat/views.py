@@ -15,7 +15,7 @@ from bot.messages import Reply, Source
 from bot.outbound import Action, Outbound
 from bot.text import storable
 from storage.sessions import Message
-from storage.webchat import Post
+from storage.webchat import Post, PrivateAnswer
 
 # Slack takes 40,000 characters; a question to deskmate is far shorter, and retrieval and the
 # prompt budget gain nothing from more.
@@ -171,12 +171,7 @@ def reply_view(reply: Reply, *, reply_to: str, created_at: str) -> dict[str, Any
 def turn_view(message: Message, *, name: str, email: str) -> dict[str, Any]:
     """A message of today's DM session: the person's question or deskmate's answer."""
     mine = message.role == "user"
-    meta = message.metadata
-    payload = {} if mine else {
-        "sources": [{"number": None, "label": _label(s), "department": None, "excerpt": ""}
-                    for s in meta.get("sources", [])],
-        "feedback": message.id, "status": meta.get("status"), "reference": meta.get("reference"),
-    }  # fmt: skip
+    payload = {} if mine else _stored_answer_payload(message.id, message.metadata)
     return _view(
         f"m{message.id}", "user" if mine else "bot", name if mine else None,
         email if mine else None, message.content, message.created_at.isoformat(), payload,
@@ -186,6 +181,29 @@ def turn_view(message: Message, *, name: str, email: str) -> dict[str, Any]:
 def question_view(ref: str, name: str, email: str, text: str, created_at: str) -> dict[str, Any]:
     """A person's DM question, before the conversation service has stored it."""
     return _view(ref, "user", name, email, text, created_at, {})
+
+
+def private_answer_view(answer: PrivateAnswer, *, reply_to: str | None) -> dict[str, Any]:
+    """An answer only the asker sees, as another replica read it back from its session."""
+    payload = _stored_answer_payload(answer.id, answer.metadata) | {"reply_to": reply_to}
+    view = _view(f"m{answer.id}", "bot", None, None, answer.content,
+                 answer.created_at.isoformat(), payload)  # fmt: skip
+    view["ephemeral"] = answer.metadata.get("status") == "command"
+    return view
+
+
+def _stored_answer_payload(message_id: int, meta: dict[str, Any]) -> dict[str, Any]:
+    # A stored answer keeps its sources' titles only: what the page can show again later.
+    return {
+        "sources": [{"number": None, "label": _label(s), "department": None, "excerpt": ""}
+                    for s in meta.get("sources", [])],
+        "feedback": message_id, "status": meta.get("status"), "reference": meta.get("reference"),
+    }  # fmt: skip
+
+
+def apology(reference: str) -> str:
+    """What the asker reads when their question could not be answered at all."""
+    return f"Sorry — something went wrong on my side (reference {reference})."
 
 
 def _label(source: dict[str, Any]) -> str:

@@ -49,8 +49,8 @@ def test_reindex_from_hash_to_the_default(cli_env: dict[str, str], tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     summary = re.fullmatch(
-        r"re-embedded (\d+) chunks and 0 memories with wordllama l2_supercat \(256 dimensions\); "
-        r"the database held hash features-v1 \(384 dimensions\) before\n",
+        r"re-embedded (\d+) chunks and 0 memories with minilm all-MiniLM-L6-v2-int8 "
+        r"\(384 dimensions\); the database held hash features-v1 \(384 dimensions\) before\n",
         result.stdout,
     )
     assert summary is not None, result.stdout
@@ -59,7 +59,7 @@ def test_reindex_from_hash_to_the_default(cli_env: dict[str, str], tmp_path: Pat
     assert deskmate("docs", "list", env=default).returncode == 0
     old = deskmate("docs", "list", env=cli_env)
     assert old.returncode == 1
-    assert "holds vectors of wordllama l2_supercat (256 dimensions)" in old.stderr
+    assert "holds vectors of minilm all-MiniLM-L6-v2-int8 (384 dimensions)" in old.stderr
 
     again = deskmate("reindex", env=default)
     assert again.returncode == 0

@@ -78,6 +78,20 @@ HOSTILE = (
     '> <iframe src="https://example.org"></iframe>'
 )
 
+# An answer as Claude writes them: the web chat draws it with the vendored markdown-it.
+MARKDOWN = Outbound(
+    title="Leave at a glance",
+    text=(
+        "***Read this first:*** primary carers get 16 weeks [1][2].\n\n"
+        "| Plan | Days |\n|:--|--:|\n| Basic | 25 |\n| **Plus** | 30 |\n\n"
+        "- Parental leave\n  - primary carer\n  - partner\n- Sabbatical\n\n"
+        "See [the carer's policy](https://en.wikipedia.org/wiki/Parental_leave_(Germany)) "
+        "or `[3]`.\n\n"
+        '<script>window.pwned=1</script> <img src=x onerror="window.pwned=1"> '
+        "![pixel](https://tracker.example/p.png)"
+    ),
+)
+
 
 @dataclass
 class Service:
@@ -204,6 +218,46 @@ async def test_ask_rate_and_watch_a_channel(service: Service, page, tmp_path: Pa
     await expect(hostile.locator("a")).to_have_count(1)  # the https link only
     assert await page.evaluate("window.pwned") is None
     assert await hostile.locator("img, script, iframe").count() == 0
+
+
+async def test_answers_render_tables_lists_links_and_emphasis(service: Service, page) -> None:  # type: ignore[no-untyped-def]
+    expect = playwright_api.expect
+    expect.set_options(timeout=20_000)
+    await page.goto(service.url)
+    await expect(page.locator("body[data-ready]")).to_have_count(1)
+    await page.select_option("#user", ALEX)
+    await page.click(".conversation[data-channel=sales]")
+    await _subscribed(service, "#sales")
+    await service.runtime.senders.get("web").post(Target.parse("web:#sales"), MARKDOWN)
+    text = page.locator("article.post.card", has_text="Leave at a glance").locator(".text")
+
+    # ***bold italic*** is both, and its asterisks are gone; [1][2] are citation markers.
+    await expect(text.locator("em > strong, strong > em")).to_have_text("Read this first:")
+    await expect(text.locator("sup.cite")).to_have_text(["1", "2"])
+    assert "*" not in await text.inner_text()
+
+    # A table with a header row, aligned numbers and bold in a cell.
+    await expect(text.locator("table thead th")).to_have_text(["Plan", "Days"])
+    await expect(text.locator("table tbody tr")).to_have_count(2)
+    await expect(text.locator("table tbody td.align-right")).to_have_text(["25", "30"])
+    await expect(text.locator("table tbody td strong")).to_have_text("Plus")
+
+    # The nested list is nested.
+    await expect(text.locator("ul > li > ul > li")).to_have_text(["primary carer", "partner"])
+    await expect(text.locator(":scope > ul > li")).to_have_count(2)
+
+    # The link keeps the parentheses of its URL and opens safely in a new tab.
+    link = text.locator("a", has_text="the carer's policy")
+    wiki = "https://en.wikipedia.org/wiki/Parental_leave_(Germany)"
+    await expect(link).to_have_attribute("href", wiki)
+    await expect(link).to_have_attribute("target", "_blank")
+    await expect(link).to_have_attribute("rel", "noopener noreferrer")
+    await expect(text.locator("code")).to_have_text("[3]")  # code is code, not a citation
+
+    # HTML in an answer is text; an image is not loaded, at most linked.
+    await expect(text).to_contain_text('<script>window.pwned=1</script> <img src=x onerror="')
+    assert await text.locator("script, img").count() == 0
+    assert await page.evaluate("window.pwned") is None
 
 
 async def _subscribed(service: Service, channel: str) -> None:

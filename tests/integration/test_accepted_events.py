@@ -106,21 +106,24 @@ async def test_an_answer_that_failed_is_retried_a_bounded_number_of_times(
     assert await statuses(runtime.db) == [("failed", event_ledger.MAX_ATTEMPTS)]
 
 
-async def test_a_long_answer_keeps_its_claim_so_no_one_else_takes_it(
-    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+async def test_claims_held_by_a_live_process_keep_their_lease_until_finished(
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(event_ledger, "RENEW_EVERY_SECONDS", 0.05)
     ledger = event_ledger.EventLedger(db)
-    assert await ledger.claim("slack", "T1:D1:1.0", payload={"text": "hi"})
+    for key in ("T1:D1:1.0", "T1:D1:2.0"):
+        assert await ledger.claim("slack", key, payload={"text": "hi"})
+    assert ledger.held == 2
+    await ledger.finish("slack", "T1:D1:2.0", ok=True)
     async with db.pool.acquire() as conn:
         await conn.execute("UPDATE processed_events SET updated_at = now() - interval '1 hour'")
-    async with ledger.holding("slack", "T1:D1:1.0"):
-        await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # a queued or long answer: the renewer keeps its lease fresh
     async with db.pool.acquire() as conn:
-        age = await conn.fetchval("SELECT now() - updated_at < interval '1 minute' "
-                                  "FROM processed_events")  # fmt: skip
-    assert age is True
+        fresh = dict(await conn.fetch("SELECT event_id, now() - updated_at < interval '1 minute' "
+                                      "FROM processed_events"))  # fmt: skip
+    assert fresh == {"T1:D1:1.0": True, "T1:D1:2.0": False}  # a finished one is left alone
     assert not await ledger.claim("slack", "T1:D1:1.0", payload={"text": "hi"})
+    await ledger.close()
 
 
 @pytest.mark.parametrize(
@@ -190,3 +193,17 @@ async def test_a_teams_message_acked_by_a_replica_that_died_is_answered_once_by_
         await service.settle()
         assert len(connector.messages) == 1
         assert await statuses(service.runtime.db) == [("done", 2)]
+
+
+async def test_claims_arriving_together_are_written_together_and_each_key_is_owned_once(
+    db: Database,
+) -> None:
+    ledger = event_ledger.EventLedger(db)
+    keys = [f"T1:D{n % 50}:1.0" for n in range(200)]  # each key four times, all at once
+    owned = await asyncio.gather(*(ledger.claim("slack", key, payload={"n": 1}) for key in keys))
+    assert sum(owned) == 50
+    assert {key for key, mine in zip(keys, owned, strict=True) if mine} == set(keys)
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM processed_events") == 50
+        assert await conn.fetchval("SELECT sum(attempts) FROM processed_events") == 50
+    await ledger.close()

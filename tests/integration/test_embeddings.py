@@ -293,8 +293,9 @@ async def test_a_database_of_wordllama_vectors_is_refused_to_minilm_until_reinde
     """minilm records its own provider and model: its vectors are not comparable with
     wordllama's, so start-up names `deskmate reindex` instead of mixing the two."""
     wordllama = load_settings(
-        env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path
-    )
+        env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path,
+        embedding_provider="wordllama",
+    )  # fmt: skip
     database = Database(wordllama.database)
     await database.start()
     await database.stop()

@@ -1,6 +1,7 @@
 """The database knows which embedder made its vectors, and `reindex` moves it to another one:
-from `hash` at 384 dimensions to the default, wordllama at 256, losing nothing, resumably, while
-the service keeps answering with its old settings."""
+from `hash` at 384 dimensions to the default, minilm at 384, or to wordllama at 256 (the columns
+changing size), losing nothing, resumably, while the service keeps answering with its old
+settings."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import numpy as np
 import pytest
 
 from bot.conversation import ConversationService
-from bot.embeddings import EmbeddingError, HashEmbedder
+from bot.embeddings import Embedder, EmbeddingError, HashEmbedder
 from bot.ingest import ingest
 from bot.ingest.pipeline import passage_text
 from bot.memory import Memories
 from bot.messages import IncomingMessage
 from bot.reindex import reindex
 from bot.settings import Settings, load_settings
-from bot.static_embeddings import WordLlamaEmbedder
+from bot.static_embeddings import MiniLMEmbedder, WordLlamaEmbedder
 from storage import memories as memory_rows
 from storage import meta
 from storage.database import Database
@@ -30,7 +31,8 @@ from tests.support.factories import add_user
 
 HASH = HashEmbedder(TEST_DIMENSION)
 HASHED = EmbeddingSpace("hash", "features-v1", TEST_DIMENSION)
-DEFAULT = EmbeddingSpace("wordllama", "l2_supercat", 256)
+DEFAULT = EmbeddingSpace("minilm", "all-MiniLM-L6-v2-int8", 384)
+WORDLLAMA = EmbeddingSpace("wordllama", "l2_supercat", 256)
 
 HANDBOOKS = {
     "leave.md": """# Leave policy
@@ -85,7 +87,7 @@ async def populated(db: Database, tmp_path: Path) -> int:
 
 
 def default_settings(settings: Settings) -> Settings:
-    """The test database with the default embedder (wordllama, 256)."""
+    """The test database with the default embedder (minilm, 384)."""
     assert settings.database_url is not None
     return load_settings(
         env_file=None,
@@ -129,8 +131,7 @@ VECTOR_INDEXES = """
 """
 
 
-async def assert_every_vector_is_the_default_embedders(db: Database) -> None:
-    embedder = WordLlamaEmbedder()
+async def assert_every_vector_is_embedded_by(db: Database, embedder: Embedder) -> None:
     chunks = await rows(db, CHUNKS)
     expected = await embedder.embed_documents(
         [passage_text(r["title"], r["section_title"], r["content"]) for r in chunks]
@@ -161,7 +162,7 @@ async def test_a_new_database_records_the_configured_embedder(
     finally:
         await database.stop()
     assert recorded == DEFAULT
-    assert column == "vector(256)"
+    assert column == "vector(384)"
 
 
 async def test_another_embedder_is_refused_with_a_message_naming_reindex(
@@ -174,7 +175,7 @@ async def test_another_embedder_is_refused_with_a_message_naming_reindex(
     message = str(caught.value)
     assert message == (
         "the database holds vectors of hash features-v1 (384 dimensions) but the settings ask "
-        "for wordllama l2_supercat (256 dimensions): run `deskmate reindex` to re-embed "
+        "for minilm all-MiniLM-L6-v2-int8 (384 dimensions): run `deskmate reindex` to re-embed "
         "everything with the configured embedder, or set EMBEDDING_PROVIDER=hash "
         "EMBEDDING_MODEL=features-v1 EMBEDDING_DIMENSION=384 to use the database as it is"
     )
@@ -188,11 +189,14 @@ async def test_the_same_size_from_another_provider_is_refused_too(
         database_url=fresh_database,
         deskmate_data_dir=tmp_path,
         embedding_provider="hash",
+        embedding_dimension=DEFAULT.dimension,
     )
     database = Database(hashed.database)
     await database.start()
     user_id = await add_user(database, "ana@example.com")
-    await Memories(database, HashEmbedder(256)).remember(1, user_id, "Works at the Lyon office")
+    await Memories(database, HashEmbedder(DEFAULT.dimension)).remember(
+        1, user_id, "Works at the Lyon office"
+    )
     await database.stop()
     default = Database(default_settings(hashed).database)
     with pytest.raises(SchemaMismatch, match="deskmate reindex"):
@@ -234,25 +238,26 @@ async def test_reindex_to_the_default_loses_nothing_and_answers_a_paraphrase(
     assert [c["type"] for c in columns_before] == ["vector(384)", "vector(384)"]
     assert indexes_before  # at least the chunks' HNSW index
 
-    report = await reindex(unchecked, WordLlamaEmbedder(), DEFAULT, batch_size=2, progress=False)
+    report = await reindex(unchecked, MiniLMEmbedder(), DEFAULT, batch_size=2, progress=False)
 
     assert (report.before, report.after, report.resumed) == (HASHED, DEFAULT, False)
     assert (report.chunks, report.memories) == (len(chunks_before), len(FACTS))
     assert [(r["id"], r["content"]) for r in await rows(unchecked, CHUNKS)] == chunks_before
     memories_after = await rows(unchecked, MEMORIES)
     assert [(r["id"], r["content"], r["is_active"]) for r in memories_after] == memories_before
-    await assert_every_vector_is_the_default_embedders(unchecked)
+    await assert_every_vector_is_embedded_by(unchecked, MiniLMEmbedder())
     async with unchecked.pool.acquire() as conn:
         assert await meta.recorded_space(conn, unrecorded=("?", "?")) == DEFAULT
         triggers = await conn.fetchval(
             "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%reindex%'"
         )
     assert triggers == 0
-    # The same columns (now of 256 dimensions, stored alike) with the same indexes on them.
+    # The same columns (of the default's 384 dimensions, as hash's were here; another size is
+    # the next test's), stored alike, with the same indexes on them.
     columns = await rows(unchecked, VECTOR_COLUMNS)
     assert [(c["t"], c["type"], c["attnotnull"]) for c in columns] == [
-        ("document_chunks", "vector(256)", True),
-        ("memories", "vector(256)", True),
+        ("document_chunks", "vector(384)", True),
+        ("memories", "vector(384)", True),
     ]
     assert [c["attstorage"] for c in columns] == [c["attstorage"] for c in columns_before]
     assert [tuple(i) for i in await rows(unchecked, VECTOR_INDEXES)] == [
@@ -266,17 +271,44 @@ async def test_reindex_to_the_default_loses_nothing_and_answers_a_paraphrase(
     service_db = Database(new_settings.database)
     await service_db.start()
     try:
-        service = ConversationService(new_settings, service_db, WordLlamaEmbedder())
+        service = ConversationService(new_settings, service_db, MiniLMEmbedder())
         reply = await service.handle(dm("I forgot my login, what now?"))
     finally:
         await service_db.stop()
     assert [s.label for s in reply.sources][:1] == ["IT accounts › Password reset"]
 
-    again = await reindex(unchecked, WordLlamaEmbedder(), DEFAULT, progress=False)
+    again = await reindex(unchecked, MiniLMEmbedder(), DEFAULT, progress=False)
     assert not again.changed
     assert again.summary() == (
-        "nothing to re-embed: the vectors are already wordllama l2_supercat (256 dimensions)"
+        "nothing to re-embed: the vectors are already minilm all-MiniLM-L6-v2-int8 (384 dimensions)"
     )
+
+
+async def test_reindex_to_another_size_resizes_the_columns_and_keeps_their_indexes(
+    populated: int, db: Database, unchecked: Database
+) -> None:
+    chunks_before = [(r["id"], r["content"]) for r in await rows(db, CHUNKS)]
+    columns_before = await rows(db, VECTOR_COLUMNS)
+    indexes_before = await rows(db, VECTOR_INDEXES)
+    assert [c["type"] for c in columns_before] == ["vector(384)", "vector(384)"]
+
+    embedder = WordLlamaEmbedder()
+    report = await reindex(unchecked, embedder, WORDLLAMA, batch_size=2, progress=False)
+
+    assert (report.before, report.after) == (HASHED, WORDLLAMA)
+    assert (report.chunks, report.memories) == (len(chunks_before), len(FACTS))
+    assert [(r["id"], r["content"]) for r in await rows(unchecked, CHUNKS)] == chunks_before
+    await assert_every_vector_is_embedded_by(unchecked, embedder)
+    # The same columns (now of 256 dimensions, stored alike) with the same indexes on them.
+    columns = await rows(unchecked, VECTOR_COLUMNS)
+    assert [(c["t"], c["type"], c["attnotnull"]) for c in columns] == [
+        ("document_chunks", "vector(256)", True),
+        ("memories", "vector(256)", True),
+    ]
+    assert [c["attstorage"] for c in columns] == [c["attstorage"] for c in columns_before]
+    assert [tuple(i) for i in await rows(unchecked, VECTOR_INDEXES)] == [
+        tuple(i) for i in indexes_before
+    ]
 
 
 async def assert_refused(config: object) -> None:
@@ -291,7 +323,7 @@ class StopsAfter:
     counts what it embedded."""
 
     def __init__(self, limit: int | None = None) -> None:
-        self.inner = WordLlamaEmbedder()
+        self.inner = MiniLMEmbedder()
         self.dimension = self.inner.dimension
         self.limit = limit
         self.texts: list[str] = []
@@ -344,7 +376,7 @@ async def test_a_stopped_reindex_continues_while_the_service_answers(
     # The changed memory again, the two never reached, and the one added meanwhile.
     assert sorted(resumed.texts) == sorted(r["content"] for r in memories)
     assert report.memories == len(memories) == len(FACTS) + 1
-    await assert_every_vector_is_the_default_embedders(unchecked)
+    await assert_every_vector_is_embedded_by(unchecked, MiniLMEmbedder())
 
 
 async def test_going_back_to_the_recorded_embedder_abandons_a_stopped_run(
@@ -371,7 +403,7 @@ async def test_reindexing_a_new_database_has_nothing_to_do(
     database = Database(settings.database)
     await database.start(check_embeddings=False)  # as `deskmate reindex` does
     try:
-        report = await reindex(database, WordLlamaEmbedder(), DEFAULT, progress=False)
+        report = await reindex(database, MiniLMEmbedder(), DEFAULT, progress=False)
         async with database.pool.acquire() as conn:
             recorded = await meta.recorded_space(conn, unrecorded=("?", "?"))
     finally:

@@ -22,7 +22,7 @@ from bot.settings import Settings
 from deskmate.process import Process
 from handlers.slack.sender import ChannelPacer, SlackSender, slack_client
 from scheduler.loop import Scheduler, materialise
-from storage import jobs, users
+from storage import jobs, schedules, users
 from storage.database import Database
 from tests.support import TEST_DIMENSION
 from tests.support.factories import add_document, add_user, clear_channel
@@ -418,3 +418,24 @@ async def test_from_chat_a_schedule_acts_as_its_requester_who_alone_may_change_i
         await manager.add("default", digest, requester=sam)
     with pytest.raises(UsageError, match="only a super user may schedule messages as someone"):
         await manager.add("default", replace(weekly, run_as="bo@example.com"), requester=sam)
+
+
+async def test_a_channel_takes_one_claimed_post_per_pace_and_a_late_post_waits_its_turn(
+    manager: Schedules, runtime: Runtime
+) -> None:
+    for channel in ("C1", "C1", "C2"):
+        await add(manager, text=f"to {channel}", channel=channel)
+    await materialise(runtime.db)
+    pace = {"slack": 1.0}
+    async with runtime.db.pool.acquire() as conn:
+        first = await schedules.claim_paced(conn, "a", pace, 10, 60)
+        # Another replica at the same moment: both channels are taken for a second.
+        assert await schedules.claim_paced(conn, "b", pace, 10, 60) == []
+        wait = await schedules.next_claimable_in(conn, ["slack"])
+        assert sorted(c.claim.channel for c in first) == ["C1", "C2"]
+        assert wait is not None and 0.9 < wait <= 1.05
+        # A post that left late (its prompt took a while) while nobody else took the channel
+        # goes at once; a second post on the same reservation waits for the pace.
+        c1 = next(c for c in first if c.claim.channel == "C1")
+        assert await schedules.reserve(conn, c1, 1.0) == 0.0
+        assert 0.9 < await schedules.reserve(conn, c1, 1.0) <= 1.05

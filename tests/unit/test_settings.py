@@ -15,14 +15,22 @@ def test_defaults_describe_the_embedded_offline_setup() -> None:
     settings = load_settings(env_file=None)
     assert settings.database_url is None
     assert settings.deskmate_data_dir == Path(".deskmate")
-    assert settings.embedding_provider is EmbeddingProvider.WORDLLAMA
-    assert settings.embedding_space == EmbeddingSpace("wordllama", "l2_supercat", 256)
+    assert settings.embedding_provider is EmbeddingProvider.MINILM
+    assert settings.embedding_space == EmbeddingSpace("minilm", "all-MiniLM-L6-v2-int8", 384)
     assert settings.public_departments == ["general"]
     assert settings.default_timezone == "UTC"
     assert settings.slack_api_url == "https://slack.com/api/"
     assert not settings.llm_enabled
     assert not settings.slack_enabled
     assert not settings.teams_enabled
+
+
+def test_the_dimension_follows_the_provider_unless_set() -> None:
+    sizes = {p: load_settings(env_file=None, embedding_provider=p).embedding_dimension
+             for p in ("minilm", "wordllama", "hash")}  # fmt: skip
+    assert sizes == {"minilm": 384, "wordllama": 256, "hash": 256}
+    assert load_settings(env_file=None, embedding_provider="hash",
+                         embedding_dimension=384).embedding_dimension == 384  # fmt: skip
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,10 +50,13 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("DEFAULT_TIMEZONE=Europe/Berlin\nEMBEDDING_DIMENSION=256\n")
+    env_file.write_text(
+        "DEFAULT_TIMEZONE=Europe/Berlin\nEMBEDDING_PROVIDER=wordllama\nEMBEDDING_DIMENSION=128\n"
+    )
     settings = load_settings(env_file=env_file)
     assert settings.default_timezone == "Europe/Berlin"
-    assert settings.embedding_dimension == 256
+    assert settings.embedding_provider is EmbeddingProvider.WORDLLAMA
+    assert settings.embedding_dimension == 128
 
 
 @pytest.mark.parametrize(
@@ -57,6 +68,8 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("EMBEDDING_DIMENSION", "many", "valid integer"),
         ("EMBEDDING_DIMENSION", "384", "wordllama makes 64, 128, 256 dimensions, not 384"),
         ("EMBEDDING_MODEL", "l3_supercat", "wordllama has one model, l2_supercat"),
+        ("EMBEDDING_DIMENSION", "256", "minilm makes 384 dimensions, not 256"),
+        ("EMBEDDING_MODEL", "l2_supercat", "minilm has one model, all-MiniLM-L6-v2-int8"),
         ("DATABASE_URL", "mysql://root:hunter2@db/x", "postgresql://"),
         ("SLACK_API_URL", "slack.com/api", "http"),
         ("SCHEDULER_ENABLED", "perhaps", "boolean"),
@@ -66,6 +79,9 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
 def test_invalid_value_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
 ) -> None:
+    if expected.startswith("wordllama"):
+        # wordllama's own limits, with wordllama configured (the default is minilm).
+        monkeypatch.setenv("EMBEDDING_PROVIDER", "wordllama")
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError) as caught:
         load_settings(env_file=None)
@@ -79,7 +95,7 @@ def test_invalid_value_is_one_line_naming_the_variable(
 def test_each_provider_has_its_own_dimensions_and_model() -> None:
     hashed = load_settings(env_file=None, embedding_provider="hash", embedding_dimension=384)
     assert hashed.embedding_space == EmbeddingSpace("hash", "features-v1", 384)
-    small = load_settings(env_file=None, embedding_dimension=64)
+    small = load_settings(env_file=None, embedding_provider="wordllama", embedding_dimension=64)
     assert small.embedding_space == EmbeddingSpace("wordllama", "l2_supercat", 64)
     voyage = load_settings(
         env_file=None, embedding_provider="voyage", embedding_model="voyage-3-large"

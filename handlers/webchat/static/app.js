@@ -9,8 +9,17 @@
     shown: new Map(), pending: new Map(), loading: false, buffered: [],
   };
 
+  // Signed in (off loopback), every state change carries the session's CSRF token, which the
+  // server also put in a cookie this page can read.
+  function csrfToken() {
+    const found = document.cookie.split("; ").find((c) => c.startsWith("deskmate_csrf="));
+    return found ? decodeURIComponent(found.slice("deskmate_csrf=".length)) : null;
+  }
+
   async function api(path, options = {}) {
     const headers = options.body ? { "Content-Type": "application/json" } : {};
+    const token = csrfToken();
+    if (token && options.method && options.method !== "GET") headers["X-CSRF-Token"] = token;
     const response = await fetch(`/webchat/api/${path}`, { ...options, headers });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);

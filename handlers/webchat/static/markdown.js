@@ -1,92 +1,55 @@
 "use strict";
-// A small Markdown renderer for answers, documents and scheduled messages. Every piece of text
-// is HTML-escaped first; only then are a few constructs recognised (bold, italics, code, links,
-// lists, quotes, headings, citations [1]). No HTML from an answer or a document survives as HTML.
+// Answers, documents and scheduled messages are Markdown, rendered by markdown-it (vendored in
+// markdown-it.min.js, see THIRD-PARTY-NOTICES.txt). Raw HTML is off, so an answer's <script> or
+// <img onerror> stays text; links may only go to web pages and mail addresses; images are not
+// loaded; citations such as [1] become markers.
 (() => {
   const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
   const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
-  // Links may only go to web pages and mail addresses: no javascript:, data: or relative URLs.
+  // No javascript:, data: or relative URLs: a link Claude or a document writes could otherwise
+  // run code on this page or point somewhere the reader cannot see.
   const SAFE_URL = /^(https?:\/\/|mailto:)/i;
-  const SLOT = /\u0000(\d+)\u0000/g;
+  const CITATION = /^\[(\d{1,2})\](?!\()/;
 
-  function emphasis(html) {
-    return html
-      .replace(/\*\*(?=\S)([^*]*?\S)\*\*/g, "<strong>$1</strong>")
-      .replace(/(^|[^*\w])\*(?=\S)([^*]*?\S)\*(?![*\w])/g, "$1<em>$2</em>")
-      .replace(/(^|[^_\w])_(?=\S)([^_]*?\S)_(?![_\w])/g, "$1<em>$2</em>")
-      .replace(/\[(\d{1,2})\](?!\()/g, '<sup class="cite">$1</sup>');
-  }
+  const md = window.markdownit({ html: false, linkify: false, typographer: false, breaks: true });
+  md.validateLink = (url) => SAFE_URL.test(url.trim());
+  // An image would be fetched from wherever the text says: a tracking pixel in a document.
+  md.disable("image");
 
-  // One line of text → HTML. Code spans and links are set aside first so emphasis never
-  // reaches into them, then put back.
-  function inline(raw) {
-    const slots = [];
-    const hold = (html) => `\u0000${slots.push(html) - 1}\u0000`;
-    let html = escapeHtml(raw)
-      .replace(/`([^`]+)`/g, (_, code) => hold(`<code>${code}</code>`))
-      .replace(/\[([^\]]+)\]\(([^)\s]+)\)/g, (whole, label, href) =>
-        SAFE_URL.test(href)
-          ? hold(`<a href="${href}" target="_blank" rel="noopener noreferrer">${emphasis(label)}</a>`)
-          : whole);
-    html = emphasis(html);
-    for (let pass = 0; pass < 3 && html.includes("\u0000"); pass++) {
-      html = html.replace(SLOT, (_, i) => slots[Number(i)] ?? "");
-    }
-    return html;
-  }
+  // [1] is a citation, unless it is the label of a link ([1](https://…)).
+  md.inline.ruler.before("link", "citation", (state, silent) => {
+    if (state.src.charCodeAt(state.pos) !== 0x5b /* [ */) return false;
+    const match = CITATION.exec(state.src.slice(state.pos));
+    if (!match) return false;
+    if (!silent) state.push("citation", "", 0).content = match[1];
+    state.pos += match[0].length;
+    return true;
+  });
+  md.renderer.rules.citation = (tokens, i) => `<sup class="cite">${escapeHtml(tokens[i].content)}</sup>`;
 
-  const FENCE = /^\s*```/;
-  const QUOTE = /^\s*>/;
-  const BULLET = /^\s*[-*•]\s+/;
-  const NUMBERED = /^\s*\d{1,3}[.)]\s+/;
-  const HEADING = /^\s*#{1,6}\s+/;
-  const startsBlock = (line) =>
-    FENCE.test(line) || QUOTE.test(line) || BULLET.test(line) || NUMBERED.test(line) ||
-    HEADING.test(line);
+  const defaultLinkOpen = md.renderer.rules.link_open ||
+    ((tokens, i, options, env, self) => self.renderToken(tokens, i, options));
+  md.renderer.rules.link_open = (tokens, i, options, env, self) => {
+    tokens[i].attrSet("target", "_blank");
+    tokens[i].attrSet("rel", "noopener noreferrer");
+    return defaultLinkOpen(tokens, i, options, env, self);
+  };
 
-  function take(lines, start, test) {
-    let end = start;
-    while (end < lines.length && test(lines[end])) end++;
-    return [lines.slice(start, end), end];
-  }
-
-  function blocks(lines, depth) {
-    const out = [];
-    let i = 0;
-    while (i < lines.length) {
-      const line = lines[i];
-      let group;
-      if (!line.trim()) {
-        i++;
-      } else if (FENCE.test(line)) {
-        [group, i] = take(lines, i + 1, (l) => !FENCE.test(l));
-        i++; // the closing fence
-        out.push(`<pre><code>${escapeHtml(group.join("\n"))}</code></pre>`);
-      } else if (QUOTE.test(line) && depth < 4) {
-        [group, i] = take(lines, i, (l) => QUOTE.test(l));
-        out.push(`<blockquote>${blocks(group.map((l) => l.replace(/^\s*> ?/, "")), depth + 1)}</blockquote>`);
-      } else if (BULLET.test(line)) {
-        [group, i] = take(lines, i, (l) => BULLET.test(l));
-        out.push(`<ul>${group.map((l) => `<li>${inline(l.replace(BULLET, ""))}</li>`).join("")}</ul>`);
-      } else if (NUMBERED.test(line)) {
-        [group, i] = take(lines, i, (l) => NUMBERED.test(l));
-        out.push(`<ol>${group.map((l) => `<li>${inline(l.replace(NUMBERED, ""))}</li>`).join("")}</ol>`);
-      } else if (HEADING.test(line)) {
-        out.push(`<h4>${inline(line.replace(HEADING, ""))}</h4>`);
-        i++;
-      } else {
-        // The first line always goes in, so a line no other rule takes cannot stall the loop.
-        [group, i] = take(lines, i + 1, (l) => l.trim() !== "" && !startsBlock(l));
-        out.push(`<p>${[line, ...group].map(inline).join("<br>")}</p>`);
-      }
-    }
-    return out.join("");
+  // Table columns are aligned with a class: the page's Content-Security-Policy forbids inline
+  // styles, which is what markdown-it would write.
+  for (const cell of ["th_open", "td_open"]) {
+    md.renderer.rules[cell] = (tokens, i, options, env, self) => {
+      const style = tokens[i].attrGet("style");
+      const align = style && /text-align:(left|center|right)/.exec(style);
+      if (style) tokens[i].attrs = tokens[i].attrs.filter(([name]) => name !== "style");
+      if (align) tokens[i].attrJoin("class", `align-${align[1]}`);
+      return self.renderToken(tokens, i, options);
+    };
   }
 
   /** Markdown text → safe HTML. */
   function renderMarkdown(text) {
-    const clean = String(text ?? "").replace(/\u0000/g, "").replace(/\r\n?/g, "\n");
-    return blocks(clean.split("\n"), 0);
+    return md.render(String(text ?? "").replace(/\u0000/g, ""));
   }
 
   window.deskmateMarkdown = { renderMarkdown, escapeHtml };

@@ -138,6 +138,14 @@ class FakeSlack:
                 )
         return texts
 
+    def markdown_blocks(self, method: str) -> list[list[str]]:
+        """For each call of `method`, the texts of its `markdown` blocks (standard Markdown,
+        which Slack renders itself)."""
+        return [
+            [b["text"] for b in call.body.get("blocks") or [] if b.get("type") == "markdown"]
+            for call in self.called(method)
+        ]
+
     # --- the server --------------------------------------------------------------------------
 
     def app(self) -> web.Application:
