@@ -8,7 +8,11 @@ default embedder, embedded PostgreSQL, a fake Slack Web API and a fake Claude wh
 that only reads the body and says 200, in the same run. It reports ack p50/p95/p99/max for
 both, their ratio, and once every answer is in: events answered once, twice, or not at all.
 
-`.venv/bin/python -m bench acks [--events 2000] [--senders 200] [--answer-seconds 1.0]`
+`.venv/bin/python -m bench acks [--events 2000] [--senders 200] [--answer-seconds 1.0] [--cpu]`
+
+`--cpu` (Linux) also reports answered messages per second and the CPU time, per answered
+message, of the `deskmate serve` process and of its embedded PostgreSQL (postmaster and
+backends), read from /proc from the first deskmate request until every answer is in.
 """
 
 from __future__ import annotations
@@ -120,13 +124,58 @@ async def wait_until_listening(url: str, proc: subprocess.Popen[Any], seconds: f
     raise RuntimeError(f"nothing listens on {url} after {seconds:.0f} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far; 0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(data_dir: str) -> list[int]:
+    """The embedded PostgreSQL under `data_dir`: its postmaster, which names the directory on
+    its command line, and the processes it started (backends, writers)."""
+    parents: dict[int, int] = {}
+    roots: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if "postgres" in command and data_dir in command:
+            roots.add(int(entry.name))
+    return [pid for pid, parent in parents.items() if pid in roots or parent in roots]
+
+
+def cpu_snapshot(deskmate: int, data_dir: str) -> dict[str, dict[int, float]]:
+    return {"deskmate": {deskmate: cpu_seconds(deskmate)},
+            "postgres": {pid: cpu_seconds(pid) for pid in server_pids(data_dir)}}  # fmt: skip
+
+
+def cpu_used(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds spent between two snapshots. A backend that started in between counts from
+    zero; one that exited in between is missed (the pool keeps its connections open)."""
+    return {
+        group: sum(seconds - before[group].get(pid, 0.0) for pid, seconds in pids.items())
+        for group, pids in after.items()
+    }
+
+
 async def answers(anthropic: str) -> dict[str, int]:
     async with aiohttp.ClientSession() as session, session.get(f"{anthropic}/bench/answers") as r:
         return dict(await r.json())
 
 
 async def run(
-    events: int, senders: int, answer_seconds: float, *, wait: bool = True
+    events: int, senders: int, answer_seconds: float, *, wait: bool = True, cpu: bool = False
 ) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
     env["PYTHONPATH"] = str(ROOT)
@@ -154,11 +203,13 @@ async def run(
                 f"http://127.0.0.1:{bare_port}/slack/events", events, senders
             )
             started = time.monotonic()
+            before = cpu_snapshot(deskmate.pid, data) if cpu else None
             acks, statuses = await load(
                 f"http://127.0.0.1:{deskmate_port}/slack/events", events, senders
             )
             answered = await settle(anthropic_url, events, answer_seconds) if wait else {}
             drained = time.monotonic() - started
+            used = cpu_used(before, cpu_snapshot(deskmate.pid, data)) if before else None
         except BaseException:
             log.seek(0)
             print("deskmate's log:\n" + log.read()[-4000:], file=sys.stderr)
@@ -183,7 +234,7 @@ async def run(
         "deskmate": summary(acks), "deskmate_statuses": statuses,
         "answered_once": sum(1 for c in counts if c == 1),
         "answered_twice_or_more": sum(1 for c in counts if c > 1),
-        "unanswered": events - len(counts), "drain_seconds": drained,
+        "unanswered": events - len(counts), "drain_seconds": drained, "cpu_seconds": used,
     }  # fmt: skip
 
 
@@ -203,6 +254,20 @@ async def settle(anthropic: str, events: int, answer_seconds: float) -> dict[str
         await asyncio.sleep(1.0)
 
 
+def cpu_line(result: dict[str, Any]) -> list[str]:
+    """With --cpu: answers per second and where their CPU went."""
+    used = result.get("cpu_seconds")
+    answered = result["answered_once"] + result["answered_twice_or_more"]
+    if not used or not answered:
+        return []
+    per = {group: seconds / answered * 1000 for group, seconds in used.items()}
+    return [
+        f"answered {answered / result['drain_seconds']:.1f}/s; CPU per answered message: "
+        f"deskmate serve {per['deskmate']:.1f} ms, its PostgreSQL {per['postgres']:.1f} ms "
+        f"({used['deskmate']:.1f} s and {used['postgres']:.1f} s in all)"
+    ]
+
+
 def report(result: dict[str, Any]) -> str:
     bare, ours = result["bare"], result["deskmate"]
     rows = [
@@ -220,6 +285,7 @@ def report(result: dict[str, Any]) -> str:
         f"answered once {result['answered_once']}, twice or more "
         f"{result['answered_twice_or_more']}, unanswered {result['unanswered']} "
         f"(all answered {result['drain_seconds']:.0f} s after the first event)",
+        *cpu_line(result),
     ])  # fmt: skip
 
 
@@ -233,8 +299,14 @@ def main(argv: list[str]) -> None:
         action="store_true",
         help="do not wait for the answers (to look at the acks alone)",
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="also report answers per second and CPU per answer of deskmate and its PostgreSQL",
+    )
     args = parser.parse_args(argv)
     result = asyncio.run(
-        run(args.events, args.senders, args.answer_seconds, wait=not args.acks_only)
-    )
+        run(args.events, args.senders, args.answer_seconds, wait=not args.acks_only,
+            cpu=args.cpu)
+    )  # fmt: skip
     print(report(result))

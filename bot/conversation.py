@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from bot import metrics, offline, prompts
 from bot.alerts.rules import AlertRules
+from bot.budgets import EXHAUSTED_REASON, Budgets
 from bot.command_replies import CommandTools, run_command
 from bot.commands import Command, parse_command
 from bot.embeddings import Embedder, measured
@@ -87,6 +88,7 @@ class ConversationService:
         self.clock = clock
         self.memories = Memories(db, self.embedder)
         self.relevance = RelevanceGate(settings)
+        self.budgets = Budgets(db, settings, clock=clock)
         self.alerts = alerts
         self.schedules = schedules
         self.commands = CommandTools(self.memories, self.retrieve, schedules, alerts)
@@ -187,8 +189,10 @@ class ConversationService:
     async def _answer(self, turn: Turn, on_delta: DeltaCallback | None) -> Reply:
         question = turn.message.text
         found = await self.retrieve(turn, question)
-        if self.claude is None:
-            text = offline.compose(question, found.chunks, found.memories)
+        reason = await self._offline_reason(turn)
+        if reason is not None or self.claude is None:
+            text = offline.compose(question, found.chunks, found.memories,
+                                   reason=reason or offline.NO_MODEL)  # fmt: skip
             sources = _sources(found.chunks, range(1, min(offline.QUOTED, len(found.chunks)) + 1))
             return await self._record(turn, text, ReplyStatus.OFFLINE, sources, found, None)
         async with self.db.pool.acquire() as conn:
@@ -237,6 +241,17 @@ class ConversationService:
                 name=f"memory-extraction:{turn.user.id}",
             )  # fmt: skip
         return reply
+
+    async def _offline_reason(self, turn: Turn) -> str | None:
+        """Why this answer quotes the documents instead of asking Claude; None when it may ask."""
+        if self.claude is None:
+            return offline.NO_MODEL
+        spent = await self.budgets.exhausted(turn.tenant_id, turn.user.id)
+        if spent is None:
+            return None
+        whose = "the organisation's" if spent.user_id is None else f"user {spent.user_id}'s"
+        logger.info("%s monthly LLM budget is used up: answering offline", whose)
+        return EXHAUSTED_REASON
 
     async def _command(self, turn: Turn, command: Command) -> Reply:
         try:

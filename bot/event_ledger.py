@@ -24,8 +24,9 @@ from storage.database import Database
 
 logger = logging.getLogger("deskmate.events")
 
-# How a platform answers an accepted event again from its payload.
-Resume = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+# How a platform answers an accepted event again from its payload, and which attempt this is
+# (above 1, an earlier attempt may have shown part or all of its answer).
+Resume = Callable[[dict[str, Any], int], Coroutine[Any, Any, None]]
 Spawn = Callable[..., Any]
 
 # An answer renews its claim this often, and at least four times per lease (EVENT_LEASE_SECONDS).
@@ -151,8 +152,8 @@ class EventLedger:
                     event.platform, event.event_id, event.attempts,
                 )  # fmt: skip
                 resume = self._resumers[event.platform]
-                spawn(resume(event.payload), name=f"resume:{event.platform}:{event.event_id}",
-                      lane=ANSWERS)  # fmt: skip
+                spawn(resume(event.payload, event.attempts),
+                      name=f"resume:{event.platform}:{event.event_id}", lane=ANSWERS)  # fmt: skip
             metrics.EVENTS_RESUMED.labels(platform=event.platform).inc()
         return len(taken)
 

@@ -5,14 +5,17 @@ the queries live here, so the edge only reads requests and shapes answers.
 
 from __future__ import annotations
 
-from bot import tenancy
+from bot import roles, tenancy
 from bot.conversation import ConversationService
 from bot.errors import NotFound
-from storage import channels, notify, users, webchat
+from storage import channels, documents, notify, users, webchat
 from storage.database import Database
 from storage.notify import Note
 from storage.sessions import Message
 from storage.webchat import Post, PrivateAnswer
+
+# How many questions the page suggests to a person.
+SUGGESTIONS = 3
 
 
 class LocalChat:
@@ -38,6 +41,26 @@ class LocalChat:
         async with self.db.pool.acquire() as conn:
             found = await users.list_users(conn, tenant_id)
         return [u for u in found if u.is_active]
+
+    async def suggestions(
+        self, user: users.User, public_departments: list[str], limit: int = SUGGESTIONS
+    ) -> list[str]:
+        """Questions to suggest to `user`: about handbooks they may read, so an answer exists.
+        One per department, the person's own departments before the public ones."""
+        readable = roles.readable_departments(user, public_departments)
+        tenant_id = await tenancy.tenant_id(self.db, self.tenant)
+        async with self.db.pool.acquire() as conn:
+            found = await documents.list_documents(conn, tenant_id)
+        first: dict[str, str] = {}
+        for summary in found:
+            document = summary.document
+            if document.status != "ready" or (readable is not None
+                                              and document.department not in readable):  # fmt: skip
+                continue
+            first.setdefault(document.department, document.title)
+        public = set(public_departments)
+        order = sorted(first, key=lambda d: (d in public, d))
+        return [f"What does the {first[d]} handbook say?" for d in order][:limit]
 
     async def channels(self, public_departments: list[str]) -> dict[str, list[str]]:
         """Web channels by id with the departments they are cleared for: the public

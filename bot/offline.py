@@ -38,16 +38,23 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return (cut[: end + 1] if end > limit // 2 else cut.rsplit(" ", 1)[0]) + " …"
 
 
-def compose(question: str, chunks: Sequence[ChunkHit], memories: Sequence[ScoredMemory]) -> str:
-    """Quote the best passages with their sources, and the relevant memories."""
+def compose(
+    question: str,
+    chunks: Sequence[ChunkHit],
+    memories: Sequence[ScoredMemory],
+    *,
+    reason: str = NO_MODEL,
+) -> str:
+    """Quote the best passages with their sources, and the relevant memories; the first line
+    says why there is no written answer (`reason`)."""
     if not chunks and not memories:
         return (
-            f"{NO_MODEL}, and I found nothing in the documents you can read here that matches "
+            f"{reason}, and I found nothing in the documents you can read here that matches "
             f"“{question.strip()}”. Try other words, or `docs <words>` to search the documents."
         )
-    parts = [f"{NO_MODEL}; here is what I found in the documents you can read here:"]
+    parts = [f"{reason}; here is what I found in the documents you can read here:"]
     if not chunks:
-        parts = [f"{NO_MODEL}, and no document you can read here matches."]
+        parts = [f"{reason}, and no document you can read here matches."]
     for number, chunk in enumerate(chunks[:QUOTED], start=1):
         where = f"{chunk.title} › {chunk.section_title}" if chunk.section_title else chunk.title
         parts.append(f"> {excerpt(chunk.content)}\n— [{number}] *{where}* ({chunk.department})")

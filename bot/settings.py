@@ -10,6 +10,7 @@ import ipaddress
 import os
 import urllib.parse
 import zoneinfo
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -116,6 +117,17 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     anthropic_model: str = "claude-sonnet-4-6"
+    # Monthly LLM budgets (calendar months, UTC), in US dollars and/or tokens: of each
+    # organisation, and of each person; `deskmate budget set` overrides them. Unset: no limit.
+    # At the limit answers quote the documents instead (bot/budgets.py).
+    llm_monthly_budget_usd: Decimal | None = Field(
+        default=None, gt=0, max_digits=14, decimal_places=2
+    )
+    llm_monthly_budget_tokens: int | None = Field(default=None, gt=0)
+    llm_user_monthly_budget_usd: Decimal | None = Field(
+        default=None, gt=0, max_digits=14, decimal_places=2
+    )
+    llm_user_monthly_budget_tokens: int | None = Field(default=None, gt=0)
 
     # Teams, under the Agents SDK's own names
     teams_client_id: str | None = Field(default=None, validation_alias=_teams("CLIENTID"))

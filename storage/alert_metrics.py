@@ -72,6 +72,13 @@ _METRIC_TEMPLATES = {
         WHERE tenant_id = {tenant} AND status = 'failed'
           AND failed_at > {start} AND failed_at <= {end}
     """,
+    # The largest share used of the tenant's monthly budgets (its own, each person's), in the
+    # UTC calendar month of the window's end: the window's length plays no part (migration 0018).
+    "llm_budget_used_ratio": """
+        SELECT max(used_ratio) FROM llm_budget_usage
+        WHERE tenant_id = {tenant} AND month = date_trunc(
+            'month', greatest({start}::timestamptz, {end}::timestamptz) AT TIME ZONE 'UTC')::date
+    """,
 }
 METRIC_SQL = {
     name: sql.format(tenant="$1", start="$2", end="$3") for name, sql in _METRIC_TEMPLATES.items()

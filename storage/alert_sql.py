@@ -28,7 +28,7 @@ MAX_LENGTH = 10_000
 PARAMETERS = 3  # $1 tenant, $2 window start, $3 window end
 VIEW_SCHEMA = "alert_views"
 
-# The views of migration 0012 and their columns: measurements, never what people wrote.
+# The views of migrations 0012 and 0018 and their columns: measurements, never what people wrote.
 VIEWS: dict[str, frozenset[str]] = {
     "query_log": _words(
         "id tenant_id platform in_channel answer_status grounded response_time_ms created_at"
@@ -47,6 +47,10 @@ VIEWS: dict[str, frozenset[str]] = {
         "id tenant_id schedule_id slot status attempts manual sent_at failed_at created_at"
     ),
     "tenant": frozenset({"id"}),
+    # Migration 0018: each monthly LLM budget that spent anything, and the share of it used.
+    "llm_budget_usage": _words(
+        "tenant_id month user_id tokens cost_usd limit_tokens limit_usd used_ratio"
+    ),
 }
 COLUMNS = frozenset().union(*VIEWS.values())
 

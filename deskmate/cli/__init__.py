@@ -27,7 +27,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from deskmate.cli import admin, alerts, docs, reindex, schedule, service, talk
+    from deskmate.cli import admin, alerts, budget, docs, reindex, schedule, service, talk
 
     parser = Parser(
         prog="deskmate",
@@ -41,6 +41,7 @@ def build_parser() -> Parser:
     talk.register(commands)
     schedule.register(commands)
     alerts.register(commands)
+    budget.register(commands)
     return parser
 
 

@@ -220,14 +220,15 @@ class MessageIntake:
             self.runtime.tasks.spawn(self.answer(payload), name=f"slack-answer:{message.event_key}",
                                      lane=ANSWERS)  # fmt: skip
 
-    async def answer(self, payload: dict[str, Any]) -> None:
-        """Answer a stored message: just accepted, or resumed after its replica died."""
+    async def answer(self, payload: dict[str, Any], attempt: int = 1) -> None:
+        """Answer a stored message: just accepted, or resumed (`attempt` > 1) after its
+        replica died, when what that one showed is looked for first."""
         message = SlackMessage(**payload)
         chosen = self.client
         if self.resolve is not None:
             tenant = self.work.tenant_for(message.team_id)
             chosen = await self.resolve(Target("slack", message.channel, tenant=tenant))
-        await self.work.answer(message, chosen)
+        await self.work.answer(message, chosen, resumed=attempt > 1)
 
 
 def _install_socket_mode(app: web.Application, runtime: Runtime, bolt: AsyncApp) -> None:

@@ -20,7 +20,14 @@ from bot.runtime import Runtime
 from handlers.slack.events import SlackMessage
 from handlers.slack.home import home_view
 from handlers.slack.rendering import answer_messages, outbound_blocks, to_mrkdwn
-from handlers.slack.reply import edit_answer, feedback_actions, set_status, stream_answer
+from handlers.slack.reply import (
+    earlier_answer,
+    edit_answer,
+    feedback_actions,
+    remove_stubs,
+    set_status,
+    stream_answer,
+)
 
 logger = logging.getLogger("deskmate.slack")
 
@@ -54,12 +61,18 @@ class SlackInteractions:
         """Token mode serves the default tenant; each OAuth-installed workspace has its own."""
         return workspace_tenant("slack", team_id) if self.multi_workspace else DEFAULT_TENANT
 
-    async def answer(self, message: SlackMessage, client: AsyncWebClient) -> None:
-        """Answer one user message; the event is marked done, or failed for Slack's retry."""
+    async def answer(
+        self, message: SlackMessage, client: AsyncWebClient, *, resumed: bool = False
+    ) -> None:
+        """Answer one user message; the event is marked done, or failed for Slack's retry.
+        A `resumed` answer (an earlier attempt did not finish) first reads the thread."""
         ok = False
         try:
             if message.needs_thread_check and not await self._in_thread(message):
                 ok = True  # a thread deskmate is not part of: nothing to say
+                return
+            if resumed and await self._shown_before(message, client):
+                ok = True
                 return
             incoming = await self._incoming(message, client)
             if message.is_direct:
@@ -70,6 +83,17 @@ class SlackInteractions:
             ok = True
         finally:
             await self.runtime.events.finish("slack", message.event_key, ok=ok)
+
+    async def _shown_before(self, message: SlackMessage, client: AsyncWebClient) -> bool:
+        """Whether an earlier attempt's complete answer is in the thread (its replica died
+        before recording it); otherwise clears what a broken-off attempt left there."""
+        earlier = await earlier_answer(client, message)
+        if earlier.complete:
+            logger.info("%s was answered before its attempt was recorded: not again",
+                        message.event_key)  # fmt: skip
+            return True
+        await remove_stubs(client, message, earlier.stubs)
+        return False
 
     async def _handle(self, incoming: IncomingMessage, on_delta: Any) -> Reply:
         return await self.runtime.conversation.handle(incoming, on_delta)

@@ -77,7 +77,8 @@ def add_routes(
     """deskmate's listeners on the AgentApplication."""
     agent = sdk.agent
 
-    async def resume(payload: dict[str, object]) -> None:
+    async def resume(payload: dict[str, object], attempt: int) -> None:
+        # Teams answers anew whatever the attempt: its replies carry no mark to look for.
         activity = Activity.model_validate(payload)
         message = message_from_activity(activity)
         if message is not None:

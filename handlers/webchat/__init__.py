@@ -219,6 +219,7 @@ def install(app: web.Application, runtime: Runtime) -> None:
     routes = {
         ("GET", "info"): api.info, ("GET", "users"): api.list_users,
         ("GET", "channels"): api.list_channels, ("GET", "history"): api.history,
+        ("GET", "suggestions"): api.suggestions,
         ("POST", "messages"): api.send, ("POST", "actions"): api.click,
         ("GET", "stream"): stream, ("GET", "me"): api.me,
         ("GET", "me/memories"): own_data.listing, ("GET", "me/export"): own_data.export,

@@ -215,6 +215,14 @@ async def history(request: web.Request) -> web.Response:
     ]})  # fmt: skip
 
 
+async def suggestions(request: web.Request) -> web.Response:
+    """Questions the person can get an answer to: about handbooks they may read."""
+    chat = request.app[WEBCHAT]
+    user = await acting(request, request.query.get("user", ""))
+    found = await chat.core.suggestions(user, chat.runtime.settings.public_departments)
+    return web.json_response({"suggestions": found})
+
+
 async def send(request: web.Request) -> web.Response:
     """A person's message: stored (channels) and answered in the background when it is a DM or
     @-mentions deskmate. 202 with the post; the answer arrives on the event stream."""

@@ -40,6 +40,7 @@ class Answer:
     thread: str  # channel:ts of the person's message
     kind: str  # stream | placeholder
     final: str | None = None
+    removed: bool = False  # deleted by a resumed attempt (a stub of a broken-off one)
 
 
 @dataclass
@@ -66,6 +67,8 @@ class AnswerSlack(FakeSlack):
         elif method == "chat.update" and body.get("blocks") and body.get("ts") in self.answers:
             # Only the last edit carries blocks (sources, buttons): the finished answer.
             self.answers[body["ts"]].final = str(body.get("text") or "")
+        elif method == "chat.delete" and body.get("ts") in self.answers:
+            self.answers[body["ts"]].removed = True
         return response
 
     def _begin(self, ts: str, thread: str, kind: str) -> None:
@@ -75,7 +78,7 @@ class AnswerSlack(FakeSlack):
         """Each person's message (channel:ts) → the finished answers they were shown."""
         shown: dict[str, list[str]] = {}
         for answer in self.answers.values():
-            if answer.final is not None:
+            if answer.final is not None and not answer.removed:
                 shown.setdefault(answer.thread, []).append(answer.final)
         return shown
 
@@ -94,6 +97,10 @@ class AnswerSlack(FakeSlack):
     def unfinished_threads(self) -> Counter[str]:
         """Answers begun and never finished (their replica died, or the database went away)."""
         return Counter(a.thread for a in self.answers.values() if a.final is None)
+
+    def stubs_left(self) -> Counter[str]:
+        """Unfinished answers still on the person's screen."""
+        return Counter(a.thread for a in self.answers.values() if a.final is None and not a.removed)
 
 
 def _chunk_text(body: dict[str, Any]) -> str:

@@ -116,7 +116,7 @@ async def test_nothing_lost_nothing_twice(
     started = time.monotonic()
     await replicas.start_all()
     rng = random.Random(14)
-    messages = make_messages(MESSAGES, rng)
+    messages = make_messages(MESSAGES, rng, seconds=SENDING_SECONDS)
     async with SlackDeliveries(replicas.urls, rng) as deliveries:
         sending = asyncio.create_task(deliveries.send_all(messages, SENDING_SECONDS))
         await asyncio.sleep(10)
@@ -233,7 +233,7 @@ async def tally(url: str, messages: list[Message], slack: AnswerSlack, replicas:
     finally:
         await conn.close()
     events = tally_events(messages, slack.finished_by_thread(), slack.unfinished_threads(),
-                          stored, attempts)  # fmt: skip
+                          stored, attempts, slack.stubs_left())  # fmt: skip
     keys = [idempotency_key(r["schedule_id"], r["slot"]) for r in runs]
     slots = tally_slots(keys + ["never materialised"] * (SLOTS - len(runs)), slack.posts_by_key(),
                         [r["attempts"] for r in runs])  # fmt: skip

@@ -30,6 +30,7 @@ class EventTally:
     lost: int = 0
     resumed_by_sweeper: int = 0
     answers_broken_off: int = 0  # begun, never finished, by a replica that died or lost the DB
+    stubs_left: int = 0  # … and still on screen: the resumed answer did not remove them
     deliveries: Counter[str] = field(default_factory=Counter)  # outcome → requests
     examples: dict[str, list[str]] = field(default_factory=dict)  # problem → event keys
 
@@ -40,9 +41,11 @@ def tally_events(
     unfinished: Counter[str],
     stored: dict[str, int],
     attempts: dict[str, int],
+    left: Counter[str] | None = None,
 ) -> EventTally:
     """`finished`/`unfinished`: answers by thread (the fake Slack); `stored`: the question's
-    rows by ts; `attempts`: processed_events attempts by event key."""
+    rows by ts; `attempts`: processed_events attempts by event key; `left`: the unfinished
+    answers still on screen, by thread."""
     tally = EventTally(sent=len(messages))
     for message in messages:
         shown = finished.get(message.thread, [])
@@ -56,6 +59,10 @@ def tally_events(
         tally.apologised += bool(shown) and APOLOGY_MARK in shown[-1]
         tally.resumed_by_sweeper += attempts.get(message.event_key, 0) > 1
         tally.answers_broken_off += unfinished.get(message.thread, 0)
+        stubs = (left or Counter()).get(message.thread, 0)
+        tally.stubs_left += stubs
+        if stubs:  # not a failure (one answer is finished), but worth finding in the logs
+            tally.examples.setdefault("stub left on screen", []).append(message.event_key)
         problem = None
         if len(shown) > 1:
             tally.answered_twice += 1
@@ -127,7 +134,8 @@ def render(run: Run) -> str:
         f"| **lost** (acked, never answered or apologised) | {e.lost} |",
         f"| resumed by another replica's sweeper | {e.resumed_by_sweeper} |",
         f"| answers broken off (begun, never finished, then answered anew) "
-        f"| {e.answers_broken_off} |", "",
+        f"| {e.answers_broken_off} |",
+        f"| … of which still on screen (not removed when answered anew) | {e.stubs_left} |", "",
         "| scheduled slots | count |", "|---|---:|",
         f"| slots | {s.slots} |", f"| delivered once | {s.delivered_once} |",
         f"| **delivered twice** | {s.delivered_twice} |", f"| **missing** | {s.missing} |",

@@ -55,13 +55,18 @@ class Message:
         return self.acked_by is not None
 
 
-def make_messages(count: int, rng: random.Random, *, twice: float = 0.1) -> list[Message]:
-    """`count` messages from 20 people: about 60 % direct messages, the rest mentions."""
-    base = int(time.time())
+def make_messages(
+    count: int, rng: random.Random, *, seconds: float, twice: float = 0.1
+) -> list[Message]:
+    """`count` messages from 20 people, to be sent over `seconds`: about 60 % direct messages,
+    the rest mentions. Each `ts` is no later than its sending, as Slack's (the time a message
+    was written) is never later than the answers to it: a resumed answer looks for an earlier
+    attempt's in the thread from its question's `ts` on."""
+    start, gap = time.time() - 1, seconds / max(1, count)
     messages = []
     for number in range(count):
         person, text = rng.choice(PEOPLE), f"{rng.choice(QUESTIONS)} (#{number})"
-        ts = f"{base + number}.{number:06d}"
+        ts = f"{int(start + number * gap)}.{number:06d}"  # the fraction keeps them unique
         if rng.random() < 0.6:
             event = {"type": "message", "channel_type": "im", "channel": f"D{person}",
                      "user": person, "text": text, "ts": ts, "team": TEAM}  # fmt: skip

@@ -241,3 +241,23 @@ async def test_streams_and_history_need_a_known_user(client: TestClient) -> None
         response = await client.get(f"/webchat/api/{path}", params={"user": "ghost@example.com"})
         assert response.status == 404
         assert (await response.json())["error"] == "no active user with email ghost@example.com"
+
+
+async def test_suggested_questions_are_about_handbooks_the_person_may_read(
+    client: TestClient,
+) -> None:
+    async def suggested(email: str) -> list[str]:
+        response = await client.get("/webchat/api/suggestions", params={"user": email})
+        assert response.status == 200
+        return list((await response.json())["suggestions"])
+
+    runtime = client.app[RUNTIME]
+    async with runtime.db.pool.acquire() as conn:
+        titles = dict(await conn.fetch("SELECT title, department FROM documents"))
+    for email, own in ((HANA, "hr"), (ALEX, "sales"), (ELI, "engineering")):
+        questions = await suggested(email)
+        assert questions, email
+        asked_about = [d for q in questions for t, d in titles.items() if f"the {t} handbook" in q]
+        assert len(asked_about) == len(questions), questions
+        assert set(asked_about) <= {own, "general"}, (email, questions)
+        assert asked_about[0] == own  # their own department's handbook first

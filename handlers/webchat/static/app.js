@@ -159,6 +159,16 @@
     source.onopen = () => { $("status").hidden = true; };
   }
 
+  // Questions about handbooks this person may read (the server chooses them), so a
+  // suggestion is never one their access cannot answer.
+  async function suggestionHint() {
+    const { suggestions } = await api(`suggestions?user=${encodeURIComponent(state.user.email)}`)
+      .catch(() => ({ suggestions: [] }));
+    const tried = suggestions.map((q) => `“${q}”`).join(" or ");
+    return tried ? `Try ${tried} Answers cite their sources.`
+      : "Ask about your handbooks. Answers cite their sources.";
+  }
+
   // On every (re)connection: what was said before, then what arrived meanwhile.
   async function load(source, params) {
     state.loading = true;
@@ -171,7 +181,7 @@
       list().append(...state.pending.values()); // answers still being written go last
       if (!posts.length) list().prepend(el("p", "empty", state.channel
         ? "No messages here yet. Say hello, or ask “@deskmate …”."
-        : "Ask about leave, travel, discounts, deploys… Answers cite their sources."));
+        : await suggestionHint()));
     } catch (error) {
       toast(error.message, true);
     } finally {
@@ -249,7 +259,10 @@
     }
     if (!state.users.length) return toast("The directory is empty: run `deskmate demo`.", true);
     const saved = localStorage.getItem("deskmate.user");
-    picker.value = state.users.some((u) => u.email === saved) ? saved : state.users[0].email;
+    // First visit: the person who may read the most, so the suggested questions have answers.
+    const widest = [...state.users].sort((a, b) =>
+      Number(b.super_user) - Number(a.super_user) || b.departments.length - a.departments.length)[0];
+    picker.value = state.users.some((u) => u.email === saved) ? saved : widest.email;
     state.user = state.users.find((u) => u.email === picker.value);
     showUser();
     showChannels();

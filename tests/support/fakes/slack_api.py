@@ -5,7 +5,10 @@ the next n calls of a method answer HTTP 429 with `Retry-After`; `fail(method, e
 next call answer `{"ok": false, "error": …}`. With `keep_history=True` channels keep what is
 posted (with wall-clock `ts`, as Slack's), `chatter` adds other people's messages, and
 `conversations.history` / `conversations.replies` page through them like Slack: newest first
-(a thread's replies oldest first), `oldest`/`latest` bounds, `limit`, `cursor`.
+(a thread's replies oldest first), `oldest`/`latest` bounds, `limit`, `cursor`. Kept messages
+follow what happens to them as Slack's do: a stream grows with each append and takes its
+metadata when it stops, chat.update replaces the text (and the metadata, when it brings one),
+chat.delete removes the message.
 """
 
 from __future__ import annotations
@@ -84,6 +87,30 @@ class FakeSlack:
     def _keep(self, channel: str, message: dict[str, Any]) -> None:
         if self.keep_history:
             self.history.setdefault(channel, []).append(message)
+
+    def _kept(self, channel: str, ts: Any) -> dict[str, Any] | None:
+        return next((m for m in self.history.get(channel, []) if m["ts"] == ts), None)
+
+    def _follow(self, method: str, body: dict[str, Any], ts: str) -> None:
+        """What a call does to the channel's kept messages (with keep_history)."""
+        channel = str(body.get("channel"))
+        if method == "chat.startStream":
+            thread = body.get("thread_ts") or ts
+            stream = {"ts": ts, "user": self.bot_user_id, "bot_id": "BBOT",
+                      "text": _stream_text(body), "thread_ts": thread}  # fmt: skip
+            self._keep(channel, stream)
+            return
+        kept = self._kept(channel, body.get("ts"))
+        if kept is None:
+            return
+        if method in ("chat.appendStream", "chat.stopStream"):
+            kept["text"] += _stream_text(body)
+        elif method == "chat.update":
+            kept["text"] = body.get("text", "")
+        elif method == "chat.delete":
+            self.history[channel].remove(kept)
+        if method in ("chat.stopStream", "chat.update") and body.get("metadata"):
+            kept["metadata"] = body["metadata"]
 
     def _page(self, body: dict[str, Any], thread: str | None) -> dict[str, Any]:
         """conversations.history (thread None) or conversations.replies, one page of it."""
@@ -179,11 +206,13 @@ class FakeSlack:
     def _answer(self, method: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
         ts = self._stamp()
         if method == "chat.postMessage":
-            kept = {"ts": ts, "user": self.bot_user_id, "text": body.get("text", ""),
-                    "metadata": body.get("metadata")}  # fmt: skip
+            kept = {"ts": ts, "user": self.bot_user_id, "bot_id": "BBOT",
+                    "text": body.get("text", ""), "metadata": body.get("metadata")}  # fmt: skip
             if body.get("thread_ts"):
                 kept["thread_ts"] = body["thread_ts"]
             self._keep(str(body.get("channel")), kept)
+        elif self.keep_history:
+            self._follow(method, body, ts)
         if self.keep_history and method in ("conversations.history", "conversations.replies"):
             thread = str(body["ts"]) if method == "conversations.replies" else None
             return self._page(body, thread)
@@ -218,13 +247,20 @@ class FakeSlack:
                 return {}  # views.publish, reactions.add, assistant.threads.* …
 
 
+def _stream_text(body: dict[str, Any]) -> str:
+    chunks = body.get("chunks") or []
+    text = "".join(str(c.get("text", "")) for c in chunks if c.get("type") == "markdown_text")
+    return str(body.get("markdown_text") or "") + text
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.method == "GET":
         return dict(request.query)
     text = await request.text()
+    # Some methods (chat.delete) send their arguments in the query string, which Slack takes.
     if request.content_type == "application/json":
-        return json.loads(text or "{}")
-    body: dict[str, Any] = dict(parse_qsl(text))
+        return dict(request.query) | json.loads(text or "{}")
+    body: dict[str, Any] = dict(request.query) | dict(parse_qsl(text))
     for key in ("blocks", "attachments", "view", "metadata", "prompts", "chunks"):
         if isinstance(body.get(key), str):
             with contextlib.suppress(ValueError):
