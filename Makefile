@@ -46,7 +46,7 @@ $(VENV)/.installed-e2e: $(STAMP)
 
 e2e: $(VENV)/.installed-e2e
 	@test -x /usr/bin/chromium || { echo "make e2e needs Debian's chromium: apt-get install -y chromium"; exit 1; }
-	$(PY) -m pytest tests/e2e/webchat_browser.py
+	$(PY) -m pytest tests/e2e/webchat_browser.py tests/e2e/console_browser.py tests/e2e/console_signin_browser.py
 
 # The fault suite (docs/faults.md): three replicas on one PostgreSQL, kill -9, a database
 # restart, Claude failing; fails unless nothing was lost or answered twice. Its file name keeps it
