@@ -4,7 +4,8 @@ directory — each narrowed to what the viewer may see, as `bot.roles` decides.
 
 A super user sees everything; a department head their departments only; anyone else nothing
 (`NotPermitted`). Changes go through the services that own them (`bot.documents`,
-`bot.schedules`, `bot.alerts.rules`), which check again and write the audit log.
+`bot.directory`, `bot.schedules`, `bot.alerts.rules`), which check again (or, for channel
+clearances, after the check here) and write the audit log.
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ import importlib
 import re
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
+from bot import documents as lifecycle
 from bot import roles, tenancy
+from bot.directory import Directory, parse_departments
 from bot.documents import NotPermitted
-from bot.errors import NotFound
+from bot.embeddings import Embedder
+from bot.errors import NotFound, UsageError
+from bot.ingest.parsers import is_supported
 from bot.settings import Settings
 from storage import channels, documents, users
 from storage import console as queries
 from storage.console import AuditEntry, Day, PersonIdentity, Unanswered
 from storage.database import Database
+from storage.documents import Document
 from storage.schedules import ScheduleSummary
 
 # Words too common to name a theme.
@@ -225,3 +232,53 @@ class Console:
         if roles.may_administer(viewer):
             return listed
         return [s for s in listed if s.schedule.created_by == viewer.email]
+
+    async def clear_channel(
+        self, viewer: users.User, platform: str, channel_id: str, department: str
+    ) -> bool:
+        """Clear a channel for a department's documents (audited as `channel.clear`); False
+        when it already was. NotPermitted unless the viewer manages the department."""
+        await self._may_clear(viewer, department)
+        return await Directory(self.db, actor=viewer.email).map_channel(
+            self.tenant, platform, channel_id, department
+        )
+
+    async def withdraw_clearance(
+        self, viewer: users.User, platform: str, channel_id: str, department: str
+    ) -> bool:
+        """Withdraw a channel's clearance (audited as `channel.unclear`); False when there was
+        none. NotPermitted unless the viewer manages the department."""
+        await self._may_clear(viewer, department)
+        return await Directory(self.db, actor=viewer.email).unmap_channel(
+            self.tenant, platform, channel_id, department
+        )
+
+    async def _may_clear(self, viewer: users.User, department: str) -> None:
+        scope(viewer)
+        names = parse_departments(department)
+        if len(names) != 1:
+            raise UsageError("choose exactly one department")
+        if viewer.tenant_id != await self._tenant_id():
+            raise NotPermitted("you may not change another organisation's clearances")
+        if not roles.may_manage(viewer, names[0]):
+            raise NotPermitted(
+                f"only a super user or the head of {names[0]} may change its channel clearances"
+            )
+
+    async def replace_document(
+        self, viewer: users.User, embedder: Embedder, document_id: int, filename: str,
+        data: bytes,
+    ) -> Document:  # fmt: skip
+        """A new version of a document from an uploaded file of a supported type (as for an
+        upload); `bot.documents` checks that the viewer manages its department."""
+        scope(viewer)
+        name = PureWindowsPath(filename).name
+        if not name or not is_supported(PurePath(name)):
+            raise UsageError(f"{filename or 'the file'} is not a supported document (md, txt, "
+                             "html, pdf, docx)")  # fmt: skip
+        if not data:
+            raise UsageError("the file is empty")
+        return await lifecycle.replace_document(
+            self.db, embedder, await self._tenant_id(), document_id, name, data,
+            requester=viewer, actor=viewer.email,
+        )  # fmt: skip

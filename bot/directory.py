@@ -165,6 +165,33 @@ class Directory:
                 )
         return added
 
+    async def unmap_channel(
+        self, tenant: str, platform: str, channel_id: str, department: str
+    ) -> bool:
+        """Withdraw a channel's clearance for a department; False when there was none."""
+        platform = check_platform(platform)
+        names = parse_departments(department)
+        if len(names) != 1:
+            raise UsageError("give exactly one department, e.g. --department sales")
+        department, channel_id = names[0], channel_id.strip()
+        tenant_id = await tenancy.tenant_id(self.db, tenant)
+        async with self.db.transaction() as conn:
+            removed = await channels.remove_clearance(
+                conn, tenant_id, platform, channel_id, department
+            )
+            if removed:
+                await audit.record(
+                    conn,
+                    tenant_id=tenant_id,
+                    actor=self.actor,
+                    action="channel.unclear",
+                    target_type="channel",
+                    target_id=f"{platform}:{channel_id}",
+                    before={"department": department},
+                    after=None,
+                )
+        return removed
+
     async def list_channels(self, tenant: str, platform: str | None) -> list[channels.Clearance]:
         if platform is not None:
             check_platform(platform)

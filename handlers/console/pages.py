@@ -4,7 +4,7 @@ redirect back to its page (so a reload does not repeat it)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.web_request import FileField
@@ -12,12 +12,25 @@ from aiohttp.web_request import FileField
 from bot import documents as lifecycle
 from bot.alerts.rules import AlertRules
 from bot.console import require_administrator, scope
-from bot.errors import UsageError
+from bot.directory import PLATFORMS
+from bot.errors import NotFound, UsageError
 from bot.schedules import Schedules, describe_what, describe_when, platforms_on
 from handlers.console.access import CONSOLE, VIEWER, Viewer
-from handlers.console.render import bar_chart, button, e, meter, page, select, table, when
+from handlers.console.render import (
+    bar_chart,
+    button,
+    csrf_field,
+    e,
+    meter,
+    page,
+    select,
+    table,
+    when,
+)
+from storage.channels import Clearance
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ACCEPTED = ".md,.txt,.html,.htm,.pdf,.docx"  # what an upload or a replace may be
 
 
 def _show(request: web.Request, title: str, here: str, body: str) -> web.Response:
@@ -125,7 +138,7 @@ async def documents(request: web.Request) -> web.StreamResponse:
         'enctype="multipart/form-data">'
         f'<input type="hidden" name="csrf_token" value="{e(viewer.csrf)}">'
         f"{select('department', departments, None, 'choose a department')} "
-        '<input type="file" name="file" accept=".md,.txt,.html,.htm,.pdf,.docx"> '
+        f'<input type="file" name="file" accept="{ACCEPTED}"> '
         "<button>Upload</button></form>"
     )
     body = table(("Title", "Department", "Status", "Chunks", "Last ingested", ""), rows,
@@ -158,6 +171,21 @@ async def delete(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/console/documents")
 
 
+async def replace(request: web.Request) -> web.StreamResponse:
+    """A new version of the document from an uploaded file: same id, department and access."""
+    viewer = _viewer(request)
+    form = await request.post()
+    file = form.get("file")
+    if not isinstance(file, FileField):
+        raise UsageError("choose a file to replace the document with")
+    state = request.app[CONSOLE]
+    assert state.runtime.embedder is not None
+    document_id = _id(request)
+    await state.console.replace_document(viewer.user, state.runtime.embedder, document_id,
+                                         file.filename, file.file.read())  # fmt: skip
+    raise web.HTTPSeeOther(f"/console/documents/{document_id}")
+
+
 async def cited(request: web.Request) -> web.StreamResponse:
     """One document and the questions its passages answered."""
     viewer = _viewer(request)
@@ -169,8 +197,18 @@ async def cited(request: web.Request) -> web.StreamResponse:
              e(when(c.answered_at))) for c in citations]  # fmt: skip
     facts = (f"<p>{e(document.department)} · {e(document.status)} · {e(document.source_path)}"
              f" · last ingested {e(when(document.updated_at))}</p>")  # fmt: skip
+    replace = (
+        f'<h2>Replace</h2><form method="post" action="/console/documents/{document.id}/replace" '
+        'enctype="multipart/form-data">'
+        f'<input type="hidden" name="csrf_token" value="{e(viewer.csrf)}">'
+        f'<input type="file" name="file" accept="{ACCEPTED}"> '
+        "<button>Replace</button></form>"
+        '<p class="muted">The new file becomes this document\'s text: same document, department '
+        "and access.</p>"
+    )
     body = (
         facts
+        + replace
         + "<h2>Questions that cited it</h2>"
         + table(
             ("Question", "Asked by", "Platform", "Answer", "When"), rows, "No answer cited it yet."
@@ -276,21 +314,73 @@ async def toggle_rule(request: web.Request) -> web.StreamResponse:
 
 
 async def people(request: web.Request) -> web.StreamResponse:
-    """The people the viewer may see, their identities, and channel clearances (read-only)."""
-    found, clearances = await request.app[CONSOLE].console.people(_viewer(request).user)
+    """The people the viewer may see, their identities, and the channel clearances of the
+    departments the viewer manages (add one, remove one)."""
+    viewer = _viewer(request)
+    console = request.app[CONSOLE].console
+    found, clearances = await console.people(viewer.user)
     rows = [(e(p.user.display_name), e(p.user.email), e(", ".join(p.user.department_access)),
              e(", ".join(p.user.dept_head_for)), e("yes" if p.user.is_super_user else ""),
              e("active" if p.user.is_active else "disabled"),
              e(", ".join(f"{i.platform}:{i.platform_user_id}" for i in p.identities)))
             for p in found]  # fmt: skip
-    cleared = [(e(c.platform), e(c.channel_id), e(c.department), e(c.created_by or "—"))
-               for c in clearances]  # fmt: skip
+    cleared = [(e(c.platform), e(c.channel_id), e(c.department), e(c.created_by or "—"),
+                _withdraw_button(c, viewer.csrf)) for c in clearances]  # fmt: skip
+    departments = await console.departments(viewer.user)
+    add = (
+        '<h3>Clear a channel</h3><form method="post" action="/console/clearances">'
+        f"{csrf_field(viewer.csrf)}"
+        f"{select('platform', PLATFORMS, None, 'choose a platform')} "
+        '<input name="channel_id" placeholder="channel id, e.g. C0123 or #general" required> '
+        f"{select('department', departments, None, 'choose a department')} "
+        "<button>Clear</button></form>"
+        '<p class="muted">Answers in a cleared channel may quote the department\'s documents '
+        "to whoever there may read them.</p>"
+    )
     body = (table(("Name", "Email", "Reads", "Heads", "Super user", "Status", "Identities"),
                   rows, "Nobody.")
             + "<h2>Channel clearances</h2>"
-            + table(("Platform", "Channel", "Department", "Cleared by"), cleared,
-                    "No channel is cleared."))  # fmt: skip
+            + table(("Platform", "Channel", "Department", "Cleared by", ""), cleared,
+                    "No channel is cleared.")
+            + add)  # fmt: skip
     return _show(request, "People and clearances", "/console/people", body)
+
+
+def _withdraw_button(clearance: Clearance, csrf: str) -> str:
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{e(value)}">'
+        for name, value in (("platform", clearance.platform),
+                            ("channel_id", clearance.channel_id),
+                            ("department", clearance.department))
+    )  # fmt: skip
+    return (f'<form class="inline" method="post" action="/console/clearances/remove">'
+            f'{csrf_field(csrf)}{hidden}<button class="danger">Remove</button></form>')  # fmt: skip
+
+
+def _clearance_form(form: Mapping[str, object]) -> tuple[str, str, str]:
+    values = [form.get(name) for name in ("platform", "channel_id", "department")]
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        raise UsageError("choose a platform, a channel id and a department")
+    platform, channel_id, department = (str(v).strip() for v in values)
+    return platform, channel_id, department
+
+
+async def add_clearance(request: web.Request) -> web.StreamResponse:
+    viewer = _viewer(request)
+    platform, channel_id, department = _clearance_form(await request.post())
+    await request.app[CONSOLE].console.clear_channel(viewer.user, platform, channel_id,
+                                                     department)  # fmt: skip
+    raise web.HTTPSeeOther("/console/people")
+
+
+async def remove_clearance(request: web.Request) -> web.StreamResponse:
+    viewer = _viewer(request)
+    platform, channel_id, department = _clearance_form(await request.post())
+    console = request.app[CONSOLE].console
+    removed = await console.withdraw_clearance(viewer.user, platform, channel_id, department)
+    if not removed:
+        raise NotFound(f"{platform} channel {channel_id} is not cleared for {department}")
+    raise web.HTTPSeeOther("/console/people")
 
 
 async def audit(request: web.Request) -> web.StreamResponse:
@@ -334,11 +424,14 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/console/documents", upload),
     ("GET", "/console/documents/{id}", cited),
     ("POST", "/console/documents/{id}/delete", delete),
+    ("POST", "/console/documents/{id}/replace", replace),
     ("GET", "/console/schedules", schedules),
     ("POST", "/console/schedules/{id}/{action}", change_schedule),
     ("GET", "/console/alerts", alerts),
     ("POST", "/console/alerts/{id}/ack", acknowledge),
     ("POST", "/console/alerts/rules/{name}/{action}", toggle_rule),
     ("GET", "/console/people", people),
+    ("POST", "/console/clearances", add_clearance),
+    ("POST", "/console/clearances/remove", remove_clearance),
     ("GET", "/console/audit", audit),
 ]

@@ -96,14 +96,51 @@ async def document_id(db: Database, title: str) -> int:
         return int(await conn.fetchval("SELECT id FROM documents WHERE title = $1", title))
 
 
-async def ask(site: Site, slack_id: str, text: str) -> tuple[ReplyStatus, set[int]]:
-    """A question in a Slack DM, answered offline: its status and the documents it cites."""
+async def ask(site: Site, slack_id: str, text: str, *, channel: str | None = None
+              ) -> tuple[ReplyStatus, set[int]]:  # fmt: skip
+    """A question in a Slack DM (or `channel`), answered offline: its status and the documents
+    it cites."""
+    _, status, cited = await ask_for_excerpts(site, slack_id, text, channel=channel)
+    return status, cited
+
+
+async def ask_for_excerpts(site: Site, slack_id: str, text: str, *, channel: str | None = None
+                           ) -> tuple[str, ReplyStatus, set[int]]:  # fmt: skip
+    """As `ask`, with the excerpts of the passages the answer quotes."""
     runtime = site.client.app[RUNTIME]
     reply = await runtime.conversation.handle(IncomingMessage(
-        platform="slack", user_id=slack_id, conversation_id=f"D-{slack_id}", text=text,
-        is_direct=True,
+        platform="slack", user_id=slack_id, conversation_id=channel or f"D-{slack_id}",
+        text=text, is_direct=channel is None,
     ))  # fmt: skip
-    return reply.status, {s.document_id for s in reply.sources}
+    excerpts = " ".join(s.excerpt for s in reply.sources)
+    return excerpts, reply.status, {s.document_id for s in reply.sources}
+
+
+async def clearances(db: Database) -> set[tuple[str, str, str]]:
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT platform, channel_id, department FROM channel_clearances")
+    return {(r["platform"], r["channel_id"], r["department"]) for r in rows}
+
+
+async def post_clearance(
+    site: Site, platform: str, channel: str, department: str, *, remove: bool = False,
+    token: bool = True,
+) -> aiohttp.ClientResponse:  # fmt: skip
+    data = {"platform": platform, "channel_id": channel, "department": department}
+    if token:
+        data |= csrf_field(site)
+    path = "/console/clearances/remove" if remove else "/console/clearances"
+    return await site.client.post(path, data=data, allow_redirects=False)
+
+
+async def replace(site: Site, document: int, name: str, data: bytes, *, token: bool = True
+                  ) -> aiohttp.ClientResponse:  # fmt: skip
+    form = FormData()
+    if token:
+        form.add_field("csrf_token", site.cookie("deskmate_csrf") or "")
+    form.add_field("file", data, filename=name, content_type="text/markdown")
+    return await site.client.post(f"/console/documents/{document}/replace", data=form,
+                                  allow_redirects=False)  # fmt: skip
 
 
 # --- what a super user sees ----------------------------------------------------------------------
@@ -323,3 +360,113 @@ async def test_schedules_are_paused_resumed_and_run_by_whoever_may(site: Site) -
     log = await (await site.client.get("/console/audit", params={"actor": "root@"})).text()
     for action in ("schedule.pause", "schedule.run_now", "schedule.resume"):
         assert action in log
+
+
+# --- clearances and replacing a document -------------------------------------------------------
+
+LEAVE_QUESTION = "How many weeks of parental leave do parents get?"
+
+
+async def test_a_super_user_clears_a_channel_and_withdraws_it_again(site: Site) -> None:
+    await signed_in(site, ROOT)
+    assert (await upload(site, "hr", "parental-leave.md", LEAVE_MD)).status == 303
+    leave = await document_id(site.db, "Parental leave")
+    # Not cleared: in the channel, hr's document is not quoted even to a reader of hr.
+    _, cited = await ask(site, "U-HANA", LEAVE_QUESTION, channel="C-PEOPLE")
+    assert leave not in cited
+
+    added = await post_clearance(site, "slack", "C-PEOPLE", "hr")
+    assert added.status == 303 and added.headers["Location"] == "/console/people"
+    assert ("slack", "C-PEOPLE", "hr") in await clearances(site.db)
+    people = await (await site.client.get("/console/people")).text()
+    assert (
+        "<td>C-PEOPLE</td><td>hr</td>" in people and 'action="/console/clearances/remove"' in people
+    )
+    _, cited = await ask(site, "U-HANA", LEAVE_QUESTION, channel="C-PEOPLE")
+    assert leave in cited
+
+    removed = await post_clearance(site, "slack", "C-PEOPLE", "hr", remove=True)
+    assert removed.status == 303
+    assert ("slack", "C-PEOPLE", "hr") not in await clearances(site.db)
+    _, cited = await ask(site, "U-HANA", LEAVE_QUESTION, channel="C-PEOPLE")
+    assert leave not in cited
+    again = await post_clearance(site, "slack", "C-PEOPLE", "hr", remove=True)
+    assert again.status == 404  # nothing left to withdraw
+
+    log = await (await site.client.get("/console/audit", params={"action": "channel."})).text()
+    assert "channel.clear" in log and "channel.unclear" in log and "slack:C-PEOPLE" in log
+
+
+async def test_a_department_head_clears_channels_of_their_own_department_only(
+    site: Site,
+) -> None:
+    await signed_in(site, HANA)
+    before = await clearances(site.db)
+    refused = await post_clearance(site, "slack", "C-DEALS", "sales")
+    assert refused.status == 403
+    assert "head of sales may change its channel clearances" in await refused.text()
+    withdraw = await post_clearance(site, "web", "#sales", "sales", remove=True)
+    assert withdraw.status == 403
+    assert await clearances(site.db) == before  # nothing stored, nothing withdrawn
+
+    assert (await post_clearance(site, "teams", "19:hr@thread", "hr")).status == 303
+    assert ("teams", "19:hr@thread", "hr") in await clearances(site.db)
+    people = await (await site.client.get("/console/people")).text()
+    assert "19:hr@thread" in people and "#sales" not in people  # only hr's clearances shown
+    bad = await post_clearance(site, "fax", "C-1", "hr")
+    assert bad.status == 400
+
+
+async def test_clearance_and_replace_posts_need_the_csrf_token(site: Site) -> None:
+    await signed_in(site, ROOT)
+    assert (await upload(site, "hr", "parental-leave.md", LEAVE_MD)).status == 303
+    leave = await document_id(site.db, "Parental leave")
+    before = await clearances(site.db)
+    for response in (
+        await post_clearance(site, "slack", "C-PEOPLE", "hr", token=False),
+        await post_clearance(site, "web", "#sales", "sales", remove=True, token=False),
+        await replace(site, leave, "parental-leave.md", PRICING_MD, token=False),
+    ):
+        assert response.status == 403
+        assert "CSRF" in await response.text()
+    assert await clearances(site.db) == before
+    async with site.db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT title FROM documents WHERE id = $1", leave) == (
+            "Parental leave"
+        )
+
+
+async def test_a_replaced_document_keeps_its_id_and_answers_from_the_new_text(
+    site: Site,
+) -> None:
+    await signed_in(site, SAM)
+    assert (await upload(site, "sales", "pricing.md", PRICING_MD)).status == 303
+    pricing = await document_id(site.db, "Discounts")
+    page = await (await site.client.get(f"/console/documents/{pricing}")).text()
+    assert f'action="/console/documents/{pricing}/replace"' in page
+    assert 'enctype="multipart/form-data"' in page
+
+    await signed_in(site, HANA)  # the head of hr may not replace a sales document
+    refused = await replace(site, pricing, "pricing.md", b"# Discounts\nAnything goes.\n")
+    assert refused.status == 403
+
+    await signed_in(site, SAM)
+    unsupported = await replace(site, pricing, "pricing.exe", b"MZ")
+    assert unsupported.status == 400
+    new = b"""# Discounts
+Sales may grant at most eighteen percent discount without approval from finance.
+"""
+    replaced = await replace(site, pricing, "pricing-2026.md", new)
+    assert replaced.status == 303, await replaced.text()
+    assert replaced.headers["Location"] == f"/console/documents/{pricing}"
+    assert await document_id(site.db, "Discounts") == pricing  # the same document
+
+    excerpts, _, cited = await ask_for_excerpts(
+        site, "U-ALEX", "What discount may sales grant without approval?"
+    )
+    assert pricing in cited
+    assert "eighteen percent" in excerpts and "twelve percent" not in excerpts
+    async with site.db.pool.acquire() as conn:
+        texts = await conn.fetch("SELECT content FROM document_chunks WHERE document_id = $1",
+                                 pricing)  # fmt: skip
+    assert texts and all("twelve" not in t["content"] for t in texts)
