@@ -141,14 +141,8 @@ class Directory:
         self, tenant: str, platform: str, channel_id: str, department: str
     ) -> bool:
         """Clear a channel for a department; False when it already was."""
-        platform = check_platform(platform)
-        names = parse_departments(department)
-        if len(names) != 1:
-            raise UsageError("give exactly one department, e.g. --department sales")
-        department = names[0]
-        if not channel_id.strip():
-            raise UsageError("the channel id is empty")
-        clearance = channels.Clearance(platform, channel_id.strip(), department, self.actor)
+        platform, channel_id, department = _clearance_of(platform, channel_id, department)
+        clearance = channels.Clearance(platform, channel_id, department, self.actor)
         tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
             added = await channels.add_clearance(conn, tenant_id, clearance)
@@ -169,11 +163,7 @@ class Directory:
         self, tenant: str, platform: str, channel_id: str, department: str
     ) -> bool:
         """Withdraw a channel's clearance for a department; False when there was none."""
-        platform = check_platform(platform)
-        names = parse_departments(department)
-        if len(names) != 1:
-            raise UsageError("give exactly one department, e.g. --department sales")
-        department, channel_id = names[0], channel_id.strip()
+        platform, channel_id, department = _clearance_of(platform, channel_id, department)
         tenant_id = await tenancy.tenant_id(self.db, tenant)
         async with self.db.transaction() as conn:
             removed = await channels.remove_clearance(
@@ -204,3 +194,13 @@ def _name(email: str) -> str:
     """A readable default display name from an email: `ana.lopez@x` → `Ana Lopez`."""
     local = email.split("@", 1)[0]
     return " ".join(part.capitalize() for part in re.split(r"[._-]+", local) if part) or email
+
+
+def _clearance_of(platform: str, channel_id: str, department: str) -> tuple[str, str, str]:
+    """A clearance's platform, channel and one department, checked as a person typed them."""
+    names = parse_departments(department)
+    if len(names) != 1:
+        raise UsageError("give exactly one department, e.g. --department sales")
+    if not channel_id.strip():
+        raise UsageError("the channel id is empty")
+    return check_platform(platform), channel_id.strip(), names[0]
