@@ -174,18 +174,25 @@ readable AS NOT MATERIALIZED (
            OR c.department = ANY ((SELECT departments FROM channel)::text[])
            OR c.department_access && (SELECT departments FROM channel))
 ),
+scoped AS MATERIALIZED (
+    -- Small readable sets ($16 the departments the reader may read here, NULL for all; $17 their
+    -- chunks, both from the reader's entry): every readable chunk of those departments, read once
+    -- through the department index with its distance to the question. Both arms use it: the exact
+    -- nearest neighbours come from it, and the keyword arm checks its candidates against it instead
+    -- of looking each up by primary key (a 1 % reader can read few of the keyword candidates, so
+    -- that walked all 5,000 of them: one random heap page each, mostly outside the reader's
+    -- departments and not in cache). As parameters, not a subquery, they are known when the search
+    -- is planned: at a million chunks a subquery's unknown department list was planned as a
+    -- whole-table scan.
+    SELECT id, {{scoped_distance}} AS distance FROM readable
+    WHERE $16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT}
+      AND department = ANY ($16::text[])
+),
 by_meaning AS (
-    -- Small readable sets ($16 the departments the reader may read here, NULL for all; $17
-    -- their chunks, both from the reader's entry): an exact scan through the department index
-    -- (`+ 0` keeps the planner off HNSW), exact and cheaper than making HNSW wade through
-    -- everyone else's chunks. Large ones: HNSW with iterative scans. As parameters, not a
-    -- subquery, they are known when the search is planned: at a million chunks a subquery's
-    -- unknown department list was planned as a whole-table scan.
+    -- Small readable sets: an exact scan of `scoped`, exact and cheaper than making HNSW wade
+    -- through everyone else's chunks. Large ones: HNSW with iterative scans.
     SELECT id, row_number() OVER (ORDER BY distance) AS rank, 1 - distance AS similarity
-    FROM ((SELECT id, embedding <=> $6 AS distance FROM readable
-           WHERE $16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT}
-             AND department = ANY ($16::text[])
-           ORDER BY (embedding <=> $6) + 0 LIMIT $8)
+    FROM ((SELECT id, distance FROM scoped ORDER BY distance LIMIT $8)
           UNION ALL
           (SELECT id, embedding <=> $6 AS distance FROM readable
            WHERE NOT ($16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT})
@@ -236,30 +243,39 @@ keyword_scores AS MATERIALIZED (
                         WHERE term_id = t.id ORDER BY tf DESC LIMIT t.reads) p
     GROUP BY p.chunk_id
 ),
--- Best score first, each candidate looked up by primary key (OFFSET 0 keeps it a lookup: as a
--- join the planner would rather scan every readable chunk) until $8 readable ones are found.
+-- The best-scored readable candidates: for a small readable set, those in `scoped`; else best
+-- score first, each candidate looked up by primary key (OFFSET 0 keeps it a lookup: as a join
+-- the planner would rather scan every readable chunk) until $8 readable ones are found.
 by_words AS (
-    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
-    FROM (SELECT k.id, k.score
-          FROM (SELECT id, score FROM keyword_scores ORDER BY score DESC, id) k
-          CROSS JOIN LATERAL (SELECT 1 FROM readable r WHERE r.id = k.id OFFSET 0) readable_one
-          LIMIT $8) matching
+    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank
+    FROM ((SELECT k.id, k.score FROM keyword_scores k JOIN scoped s ON s.id = k.id
+           ORDER BY k.score DESC, k.id LIMIT $8)
+          UNION ALL
+          (SELECT k.id, k.score
+           FROM (SELECT id, score FROM keyword_scores ORDER BY score DESC, id) k
+           CROSS JOIN LATERAL (SELECT 1 FROM readable r WHERE r.id = k.id OFFSET 0) readable_one
+           WHERE NOT ($16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT})
+           LIMIT $8)) matching
 ),
 by_identifiers AS (
     SELECT id, row_number() OVER (ORDER BY code_score DESC, id) AS rank
-    FROM (SELECT k.id, k.code_score
-          FROM (SELECT id, code_score FROM keyword_scores WHERE code_score > 0
-                ORDER BY code_score DESC, id) k
-          CROSS JOIN LATERAL (SELECT 1 FROM readable r WHERE r.id = k.id OFFSET 0) readable_one
-          LIMIT $8) matching
+    FROM ((SELECT k.id, k.code_score FROM keyword_scores k JOIN scoped s ON s.id = k.id
+           WHERE k.code_score > 0
+           ORDER BY k.code_score DESC, k.id LIMIT $8)
+          UNION ALL
+          (SELECT k.id, k.code_score
+           FROM (SELECT id, code_score FROM keyword_scores WHERE code_score > 0
+                 ORDER BY code_score DESC, id) k
+           CROSS JOIN LATERAL (SELECT 1 FROM readable r WHERE r.id = k.id OFFSET 0) readable_one
+           WHERE NOT ($16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT})
+           LIMIT $8)) matching
 ),
 -- How much keywords count in the fused score: fully when the best keyword match covers enough
 -- of the question ($13) or the question names a code, else $15 (with a semantic embedder 0: a
 -- question in other words than the documents' is ranked by meaning alone; BM25 would only
 -- offer passages that share its incidental words).
 keyword_weight AS MATERIALIZED (
-    SELECT CASE WHEN coalesce((SELECT max(k.score) FROM keyword_scores k
-                               JOIN by_words w ON w.id = k.id), 0)
+    SELECT CASE WHEN coalesce((SELECT max(w.score) FROM by_words w), 0)
                      >= $13 * (SELECT weight FROM question_weight)
                   OR EXISTS (SELECT 1 FROM by_identifiers)
                 THEN $14::float8 ELSE $15::float8 END AS weight
@@ -315,8 +331,12 @@ def chunks_sql(arms: tuple[str, ...] = FUSED) -> str:
     reciprocal-rank fusion for a subset (one arm alone gives that arm's own ranking)."""
     fusion, score = (_SCORED, _SCORE) if arms == FUSED else (_RANKED, "f.score")
     listed = "\n          UNION ALL ".join(ARMS[a] for a in arms)
-    return _CHUNKS_TEMPLATE.replace("{fusion}", fusion.replace("{arms}", listed)).replace(
-        "{score}", score
+    # Without the meaning arm, `scoped` only tells which chunks are readable: no distances.
+    distance = "embedding <=> $6" if "meaning" in arms else "NULL::float8"
+    return (
+        _CHUNKS_TEMPLATE.replace("{fusion}", fusion.replace("{arms}", listed))
+        .replace("{score}", score)
+        .replace("{scoped_distance}", distance)
     )
 
 

@@ -157,9 +157,13 @@ async def test_row_level_security_holds_for_the_keyword_arms_when_the_filter_bre
     await add_document(db, HASH, "hr", "Salaries", {"Bands": "salary bands HR-F12 text"})
     await add_document(db, HASH, "sales", "Discounts", {"Bands": "discount bands HR-F12 text"})
     template = storage.retrieval._CHUNKS_TEMPLATE
-    broken = re.sub(r"WHERE c.tenant_id = \$1\n.*?\n\),\nby_meaning", "WHERE true\n),\nby_meaning",
+    # Both SQL filters go: the access rule of `readable` and the small-scope department list.
+    broken = re.sub(r"WHERE c.tenant_id = \$1\n.*?\n\),\nscoped", "WHERE true\n),\nscoped",
                     template, flags=re.S)  # fmt: skip
     assert broken != template
+    scoped = "\n      AND department = ANY ($16::text[])\n"
+    assert scoped in broken
+    broken = broken.replace(scoped, "\n")
     monkeypatch.setattr(storage.retrieval, "_CHUNKS_TEMPLATE", broken)
     question = "salary discount bands HR-F12"
     async with db.pool.acquire() as conn:
