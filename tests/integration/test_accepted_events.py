@@ -8,16 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from pydantic import SecretStr
+from aiohttp.test_utils import TestClient
 
 from bot import event_ledger
 from bot.conversation import SEARCH_TEXT_CHARS
 from bot.messages import IncomingMessage, ReplyStatus
 from bot.runtime import Runtime
 from bot.settings import Settings
-from handlers.http import create_app
-from handlers.slack import install as install_slack
 from handlers.slack.interactions import SlackInteractions
 from handlers.teams.interactions import TeamsInteractions
 from storage.database import Database
@@ -25,7 +22,7 @@ from tests.support.factories import add_user
 from tests.support.fakes.anthropic_server import FakeAnthropic
 from tests.support.fakes.bot_connector import personal_message, running_connector
 from tests.support.fakes.slack_api import FakeSlack
-from tests.support.slack_requests import SIGNING_SECRET, dm_event, post_event
+from tests.support.slack_requests import dm_event, post_event, running_slack
 from tests.support.teams import quicken_streaming, running_service, with_teams
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web.NotAppKeyWarning")
@@ -57,16 +54,8 @@ async def slack(
     settings: Settings, db: Database, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
 ) -> AsyncIterator[tuple[Runtime, TestClient]]:
     await add_user(db, "ana@example.com", ["sales"], slack_id="U-ANA")
-    runtime = Runtime(settings.model_copy(update={
-        "slack_bot_token": SecretStr("xoxb-test-token"),
-        "slack_signing_secret": SecretStr(SIGNING_SECRET), "slack_api_url": fake_slack.url,
-        "anthropic_api_key": SecretStr("sk-test"), "anthropic_base_url": fake_anthropic.url,
-    }))  # fmt: skip
-    await runtime.start()
-    async with TestClient(TestServer(create_app(runtime, [install_slack]))) as client:
-        yield runtime, client
-        await runtime.tasks.join()
-    await runtime.stop()
+    async with running_slack(settings, fake_slack, fake_anthropic) as service:
+        yield service.runtime, service.client
 
 
 async def test_a_slack_message_acked_by_a_replica_that_died_is_answered_once_by_the_sweeper(

@@ -8,22 +8,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 from bot import metrics
 from bot.embeddings import HashEmbedder
-from bot.runtime import Runtime
 from bot.settings import Settings
-from handlers.http import create_app
-from handlers.slack import install
 from storage.database import ACK_POOL_SIZE, Database
 from tests.support import TEST_DIMENSION
 from tests.support.factories import add_document, add_user
 from tests.support.fakes.anthropic_server import FakeAnthropic, Text, Tool
 from tests.support.fakes.slack_api import FakeSlack
-from tests.support.slack_requests import SIGNING_SECRET, dm_event, post_event
+from tests.support.slack_requests import SlackService, dm_event, post_event, running_slack
 
 SALES_RULE = "Discount approvals above 20 percent need the VP Sales"
 
@@ -54,36 +50,18 @@ async def scrape(client: TestClient) -> Scrape:
     return Scrape(families, samples)
 
 
-@dataclass
-class World:
-    client: TestClient
-    runtime: Runtime
-    claude: FakeAnthropic
-
-
 @pytest.fixture
 async def world(
     settings: Settings, db: Database, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
-) -> AsyncIterator[World]:
-    slack_settings = settings.model_copy(update={
-        "slack_bot_token": SecretStr("xoxb-test-token"),
-        "slack_signing_secret": SecretStr(SIGNING_SECRET),
-        "slack_api_url": fake_slack.url,
-        "anthropic_api_key": SecretStr("sk-test"),
-        "anthropic_base_url": fake_anthropic.url,
-    })  # fmt: skip
+) -> AsyncIterator[SlackService]:
     await add_user(db, "ana@example.com", ["sales"], slack_id="U-ANA")
     await add_document(db, HashEmbedder(TEST_DIMENSION), "sales", "Discount policy",
                        {"Approvals": SALES_RULE})  # fmt: skip
-    runtime = Runtime(slack_settings)
-    await runtime.start()
-    async with TestClient(TestServer(create_app(runtime, [install]))) as client:
-        yield World(client, runtime, fake_anthropic)
-        await runtime.tasks.join()
-    await runtime.stop()
+    async with running_slack(settings, fake_slack, fake_anthropic) as service:
+        yield service
 
 
-async def test_one_answered_message_shows_every_metric(world: World) -> None:
+async def test_one_answered_message_shows_every_metric(world: SlackService) -> None:
     before = await scrape(world.client)
     world.claude.script += [Text("Ask the VP Sales above 20% [1]."), Tool({"operations": []})]
     response = await post_event(world.client, dm_event("who approves discounts?"))
@@ -117,7 +95,7 @@ async def test_one_answered_message_shows_every_metric(world: World) -> None:
     assert after.value("process_cpu_seconds_total") > 0
 
 
-async def test_pools_are_read_when_prometheus_scrapes(world: World) -> None:
+async def test_pools_are_read_when_prometheus_scrapes(world: SlackService) -> None:
     settings = world.runtime.settings
     async with world.runtime.db.pool.acquire():
         seen = await scrape(world.client)
@@ -129,7 +107,7 @@ async def test_pools_are_read_when_prometheus_scrapes(world: World) -> None:
     assert seen.value("deskmate_db_pool_in_use_connections", pool="main") >= 1
 
 
-async def test_a_failed_claude_call_is_counted_by_kind(world: World) -> None:
+async def test_a_failed_claude_call_is_counted_by_kind(world: SlackService) -> None:
     from tests.support.fakes.anthropic_server import Fail
 
     before = await scrape(world.client)
@@ -144,7 +122,7 @@ async def test_a_failed_claude_call_is_counted_by_kind(world: World) -> None:
     assert after.since(before, "deskmate_answers_total", platform="slack", status="error") == 1
 
 
-async def test_a_late_delivery_and_an_alert_evaluation_are_measured(world: World) -> None:
+async def test_a_late_delivery_and_an_alert_evaluation_are_measured(world: SlackService) -> None:
     from bot.alerts.rules import AlertRules
     from bot.directory import PLATFORMS
     from bot.schedules import ScheduleRequest, Schedules
