@@ -7,12 +7,12 @@ documents (COPY, then the HNSW index built once). Two workloads (`--vectors`):
 - `minilm` (the default, like the product's): each chunk is three sentences drawn from the
   evaluation handbooks (bench/data/eval and the demo), and its vector the mean of those
   sentences' all-MiniLM-L6-v2 vectors; questions are the evaluation set's, embedded by the
-  model. Embedding a million passages would take the model hours on this machine; the mean of
-  sentence vectors stands in for it (cosine 0.87 to the model's own passage vector), and is a
-  slightly harder neighbourhood than the model's (local intrinsic dimensionality 17.4 against
-  14.8 on the same 3,000 passages: see docs/benchmarks.md), so its recall is a lower bound.
+  model. Embedding a million passages would take the model more than a day on this machine; the
+  mean of sentence vectors stands in for it, and its neighbourhoods are a little harder for an
+  approximate index than the model's own (`--neighbourhoods`: local intrinsic dimensionality
+  19.5 against 16.7 on the same 3,000 passages), so its recall is if anything pessimistic.
 - `hash`: 40 made-up words drawn with a Zipf skew, hash embeddings, six-word questions: close to
-  a worst case for an approximate index (dimensionality 24.9 on the same measure).
+  a worst case for an approximate index (30.4 on the same measure, for the same passages).
 
 At each size of the curve it times, for a reader of a 1 % department, a reader of a 20 %
 department and a super user, in one run on one machine:
@@ -62,7 +62,7 @@ QUESTIONS = ROOT / "bench" / "data" / "eval" / "questions.json"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 SIZES = (100_000, 300_000, 1_000_000)
 QUERIES = 40
-WARM_UP = 40  # other questions asked first, per reader
+WARM_UP = 200  # other questions asked first, per reader (about 25 ms each)
 # As docs/production.md sizes a database for a million chunks (the HNSW index, ~2 GB at 384
 # dimensions, wants to stay in memory); the embedded server starts with 128 MB.
 SHARED_BUFFERS = "4GB"
@@ -487,6 +487,35 @@ async def run(
     return curve
 
 
+async def neighbourhoods(passages: int = 3_000) -> dict[str, tuple[float, float]]:
+    """How hard each workload's neighbourhoods are for an approximate index, against the model's
+    own passage vectors: the median local intrinsic dimensionality of the questions' 20 nearest
+    passages (maximum-likelihood estimate; higher is harder) and the relative contrast (mean
+    distance over nearest distance; lower is harder), on the same passages."""
+    minilm = MiniLMWorkload()
+    rng = random.Random(1)
+    texts, stand_in = await minilm.chunks(rng, range(passages))
+    model = np.array(await minilm.embedder.embed_documents(texts))
+    asked = [await minilm.question(random.Random(n)) for n in range(300)]
+    questions = unit(np.array([vector for _, vector in asked]))
+    hashed = HashWorkload().embedder
+    hash_passages = unit(np.array(await hashed.embed_documents(texts)))
+    hash_questions = unit(np.array([await hashed.embed_query(text) for text, _ in asked]))
+    return {
+        "MiniLM, the passage itself": difficulty(questions, unit(model)),
+        "minilm workload (mean of sentence vectors)": difficulty(questions, stand_in),
+        "hash embeddings of the same text": difficulty(hash_questions, hash_passages),
+    }
+
+
+def difficulty(questions: np.ndarray, passages: np.ndarray, k: int = 20) -> tuple[float, float]:
+    distances = np.sort(1 - questions @ passages.T, axis=1)
+    nearest = np.maximum(distances[:, :k], 1e-9)
+    dimensionality = -1 / np.mean(np.log(nearest[:, :-1] / nearest[:, -1:]), axis=1)
+    contrast = distances.mean(axis=1) / nearest[:, 0]
+    return float(np.median(dimensionality)), float(np.median(contrast))
+
+
 def plot(curve: dict[int, dict[str, Any]], path: Path) -> None:
     """Fused p50/p95 per reader against corpus size, with the exact scan for comparison."""
     import matplotlib
@@ -496,15 +525,19 @@ def plot(curve: dict[int, dict[str, Any]], path: Path) -> None:
 
     sizes = sorted(curve)
     figure, axis = plt.subplots(figsize=(7, 4))
-    for reader in curve[sizes[0]]["results"]:
+    for reader, color in zip(curve[sizes[0]]["results"], ("C0", "C1", "C2"), strict=False):
         points = [curve[s]["results"][reader] for s in sizes]
-        axis.plot(sizes, [p["fused"].p95 for p in points], marker="o", label=f"{reader} p95")
-        axis.plot(sizes, [p["exact"].p50 for p in points], linestyle=":", label=f"{reader} exact")
+        for line, key, style in (("p50", "p50", "-"), ("p95", "p95", "--")):
+            values = [getattr(p["fused"], key) for p in points]
+            axis.plot(sizes, values, style, marker="o", color=color, label=f"{reader} {line}")
+        exact = [p["exact"].p50 for p in points]
+        axis.plot(sizes, exact, ":", color=color, label=f"{reader} exact scan p50")
+    axis.axhline(50, color="grey", linewidth=0.8, label="50 ms (p95 target)")
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("chunks")
     axis.set_ylabel("ms")
-    axis.set_title("deskmate retrieval: production search vs exact scan")
+    axis.set_title("deskmate retrieval: production search (fused) vs exact scan")
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -519,7 +552,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, help="write the curve as a PNG here")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the database in DIR (measured as is if there)")  # fmt: skip
+    parser.add_argument("--neighbourhoods", action="store_true",
+                        help="only compare how hard each workload is for HNSW")  # fmt: skip
     args = parser.parse_args(argv or [])
+    if args.neighbourhoods:
+        print("workload                                     dimensionality  contrast")
+        for name, (dimensionality, contrast) in asyncio.run(neighbourhoods()).items():
+            print(f"{name:<45}{dimensionality:14.1f}{contrast:10.2f}")
+        return
     sizes = tuple(int(s) for s in args.sizes.split(","))
     if args.keep:
         args.keep.parent.mkdir(parents=True, exist_ok=True)
