@@ -36,6 +36,11 @@ EXACT_SCAN_LIMIT = 20_000
 # HNSW's candidate list: pgvector's default (40) found 70–80 % of the true 10 nearest over a
 # large corpus in bench/retrieval.py; a longer list finds more of them for a few milliseconds.
 HNSW_EF_SEARCH = 200
+# A reader of part of a large corpus: the graph search meets everyone's chunks and keeps only
+# theirs, so it needs a longer list for the same recall. At 1M chunks (bench/retrieval.py, 150
+# questions) a 20 % reader's recall@10 was 0.937 with 200 and 0.976 with 400, at about the same
+# latency; a super user's 0.978 with 200.
+HNSW_EF_SEARCH_FILTERED = 400
 
 # Reciprocal-rank fusion constant (Cormack et al. use 60): damps the head of each list so a
 # chunk found by both searches beats one ranked first by only one of them.
@@ -92,7 +97,8 @@ class Timed[T]:
 # One round trip sets everything a search needs for the rest of its transaction: the reader's
 # rights for row-level security, the role (when this connection may take it) and the planner's
 # and HNSW's options; it returns what the reader may read here (their scope). $1 tenant, $2 user,
-# $3 public departments, $4 platform, $5 channel (NULL in a DM), $6 ef_search.
+# $3 public departments, $4 platform, $5 channel (NULL in a DM), $6 ef_search over the whole
+# corpus, $7 over part of it.
 _ENTER_READER = """
 WITH rights AS (
     SELECT u.is_super_user,
@@ -117,7 +123,6 @@ settings AS (
                                ''), true),
            -- relaxed_order lets HNSW keep scanning past filtered-out rows; by_meaning re-sorts.
            set_config('hnsw.iterative_scan', 'relaxed_order', true),
-           set_config('hnsw.ef_search', $6::int::text, true),
            -- Plan the search for this reader's values: a generic plan cannot know whether the
            -- reader may read a few chunks (exact scan) or all of them (HNSW).
            set_config('plan_cache_mode', 'force_custom_plan', true)
@@ -150,6 +155,9 @@ SELECT (SELECT count(*) FROM settings) = 1
                 -- SET LOCAL ROLE in the same round trip; it takes effect from the next statement.
                 THEN set_config('role', 'deskmate_reader', true) IS NOT NULL
                 ELSE false END AS entered,
+       -- Known only now that the scope is: the whole corpus, or a part of it.
+       set_config('hnsw.ef_search', CASE WHEN (SELECT departments FROM scope) IS NULL
+                                         THEN $6::int ELSE $7::int END::text, true) AS ef_search,
        (SELECT departments FROM scope) AS departments,
        coalesce((SELECT chunks FROM scope), 0) AS chunks
 """
@@ -365,6 +373,7 @@ async def _enter_reader_role(
     row = await conn.fetchrow(
         _ENTER_READER, reader.tenant_id, reader.user_id, list(reader.public_departments),
         reader.platform, reader.channel_id, max(HNSW_EF_SEARCH, int(ef_search)),
+        max(HNSW_EF_SEARCH_FILTERED, int(ef_search)),
     )  # fmt: skip
     departments = row["departments"]
     return Scope(None if departments is None else tuple(departments), int(row["chunks"]))

@@ -18,6 +18,8 @@ from storage.database import Database
 from storage.migrate import apply_migrations
 from storage.retrieval import (
     _CHUNKS,
+    HNSW_EF_SEARCH,
+    HNSW_EF_SEARCH_FILTERED,
     ChunkHit,
     Reader,
     Scope,
@@ -378,6 +380,21 @@ async def test_the_readers_scope_is_what_they_may_read_where_they_ask(db: Databa
     assert await scope(seller, "C-HR") == Scope(("general",), 1)  # the channel is not sales
     assert await scope(boss, None) == Scope(None, 4)
     assert await scope(boss, "C-HR") == Scope(("general", "hr"), 2)
+
+
+async def test_hnsw_keeps_a_longer_list_for_a_reader_of_part_of_the_corpus(db: Database) -> None:
+    """A reader of some departments has the graph search discard everyone else's chunks: at a
+    million chunks, 200 candidates found 94 % of a 20 % reader's true 10 nearest, 400 found 98 %."""
+    seller = await add_user(db, "sam@example.com", ["sales"])
+    boss = await add_user(db, "bo@example.com", [], super_user=True)
+
+    async def ef_search(user: int) -> str:
+        async with db.pool.acquire() as conn, conn.transaction():
+            await _enter_reader_role(conn, Reader(1, user, "slack", None, ("general",)))
+            return str(await conn.fetchval("SHOW hnsw.ef_search"))
+
+    assert await ef_search(seller) == str(HNSW_EF_SEARCH_FILTERED) == "400"
+    assert await ef_search(boss) == str(HNSW_EF_SEARCH) == "200"  # the whole corpus, unfiltered
 
 
 async def test_minilm_answers_a_question_in_other_words_and_declines_an_unrelated_one(
