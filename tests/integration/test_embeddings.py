@@ -287,26 +287,35 @@ async def test_malformed_answers_are_errors(
     await embedder.aclose()
 
 
-async def test_a_database_of_wordllama_vectors_is_refused_to_minilm_until_reindexed(
-    fresh_database: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("made_by", "made_as", "now", "now_as"),
+    [
+        ("wordllama", "wordllama l2_supercat (256 dimensions)",
+         "minilm", "minilm all-MiniLM-L6-v2-int8 (384 dimensions)"),
+        ("minilm", "minilm all-MiniLM-L6-v2-int8 (384 dimensions)",
+         "mpnet", "mpnet all-mpnet-base-v2 (768 dimensions)"),
+    ],
+)  # fmt: skip
+async def test_a_database_of_another_models_vectors_is_refused_until_reindexed(
+    fresh_database: str, tmp_path: Path, made_by: str, made_as: str, now: str, now_as: str
 ) -> None:
-    """minilm records its own provider and model: its vectors are not comparable with
-    wordllama's, so start-up names `deskmate reindex` instead of mixing the two."""
-    wordllama = load_settings(
+    """Each model records its provider and name: their vectors are not comparable, so start-up
+    names `deskmate reindex` instead of mixing the two (no model is loaded to find this out)."""
+    before = load_settings(
         env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path,
-        embedding_provider="wordllama",
+        embedding_provider=made_by,
     )  # fmt: skip
-    database = Database(wordllama.database)
+    database = Database(before.database)
     await database.start()
     await database.stop()
-    minilm = load_settings(
+    after = load_settings(
         env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path,
-        embedding_provider="minilm", embedding_dimension=384,
+        embedding_provider=now,
     )  # fmt: skip
-    refused = Database(minilm.database)
+    refused = Database(after.database)
     with pytest.raises(SchemaMismatch) as caught:
         await refused.start()
     await refused.stop()
-    assert "wordllama l2_supercat (256 dimensions)" in str(caught.value)
-    assert "minilm all-MiniLM-L6-v2-int8 (384 dimensions)" in str(caught.value)
+    assert made_as in str(caught.value)
+    assert now_as in str(caught.value)
     assert "deskmate reindex" in str(caught.value)

