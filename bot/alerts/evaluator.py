@@ -47,12 +47,19 @@ class AlertEvaluator:
     """Claims the rules due now and evaluates each once; safe on every replica at once."""
 
     def __init__(
-        self, db: Database, senders: Senders, *, clock: Clock = utc_now, replica: str | None = None
+        self,
+        db: Database,
+        senders: Senders,
+        *,
+        clock: Clock = utc_now,
+        replica: str | None = None,
+        batch: int = BATCH,
     ) -> None:
         self.db = db
         self.senders = senders
         self.clock = clock
         self.replica = replica or replica_name()
+        self.batch = batch
 
     async def run_due(self) -> int:
         """Evaluate every rule due now; returns how many were evaluated."""
@@ -60,7 +67,7 @@ class AlertEvaluator:
         evaluated = 0
         while True:
             async with self.db.pool.acquire() as conn:  # one statement: its own transaction
-                claimed = await alerts.claim_due(conn, now, BATCH)
+                claimed = await alerts.claim_due(conn, now, self.batch)
             await self._evaluate_builtin(
                 [(r, slot) for r, slot in claimed if r.metric_type != "custom_sql"], now
             )
@@ -68,7 +75,7 @@ class AlertEvaluator:
                 if rule.metric_type == "custom_sql":
                     await self.evaluate(rule, slot, now)
             evaluated += len(claimed)
-            if len(claimed) < BATCH:
+            if len(claimed) < self.batch:
                 return evaluated
 
     async def _evaluate_builtin(

@@ -189,11 +189,16 @@ async def test_two_replicas_evaluate_each_rule_once_per_interval(
     other_db = Database(world.db.config)
     await other_db.start()
     try:
-        second = AlertEvaluator(
-            other_db, slack_senders(settings, fake_slack), clock=world.clock, replica="r2"
+        # Claims of 10 rules: each replica needs 20 claims a round, so neither can take every
+        # rule before the other's first claim runs (one claim of 500 made "both took part" a race).
+        first, second = (
+            AlertEvaluator(
+                db, slack_senders(settings, fake_slack), clock=world.clock, replica=name, batch=10
+            )
+            for db, name in ((world.db, "r1"), (other_db, "r2"))
         )
         for _ in range(10):
-            await asyncio.gather(world.evaluator.run_due(), second.run_due())
+            await asyncio.gather(first.run_due(), second.run_due())
             world.clock.advance(1)
     finally:
         await other_db.stop()
