@@ -278,15 +278,18 @@ by_identifiers AS (
            WHERE NOT ($16::text[] IS NOT NULL AND $17 <= {EXACT_SCAN_LIMIT})
            LIMIT $8)) matching
 ),
--- How much keywords count in the fused score: fully when the best keyword match covers enough
--- of the question ($13) or the question names a code, else $15 (with a semantic embedder 0: a
--- question in other words than the documents' is ranked by meaning alone; BM25 would only
+-- How much keywords count in the fused score. A question naming a code: fully ($14). Else when the
+-- best keyword match covers at least $13 of the question: $14 times that coverage to the power
+-- $18 (0: fully; with minilm 2, so a passage matching a third of the question's keywords counts
+-- them at a ninth of the weight of one matching all). Below $13: $15 (with a semantic embedder
+-- 0: a question in other words than the documents' is ranked by meaning alone; BM25 would only
 -- offer passages that share its incidental words).
 keyword_weight AS MATERIALIZED (
-    SELECT CASE WHEN coalesce((SELECT max(w.score) FROM by_words w), 0)
-                     >= $13 * (SELECT weight FROM question_weight)
-                  OR EXISTS (SELECT 1 FROM by_identifiers)
-                THEN $14::float8 ELSE $15::float8 END AS weight
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM by_identifiers) THEN $14::float8
+                WHEN best.coverage >= $13 THEN $14::float8 * power(best.coverage, $18::float8)
+                ELSE $15::float8 END AS weight
+    FROM (SELECT coalesce((SELECT max(w.score) FROM by_words w)
+                          / nullif((SELECT weight FROM question_weight), 0), 0) AS coverage) best
 ),
 {{fusion}}
 SELECT c.id AS chunk_id, c.document_id, d.title, c.section_title, c.department, d.source_path,
@@ -398,13 +401,15 @@ class Scope:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How the arms' candidates are ranked together: similarity + weight × keyword coverage,
-    the weight `on_topic` when the best keyword match covers at least `threshold` of the
-    question (or it names a code), else `off_topic`. Per embedder: bot/relevance.py."""
+    """How the arms' candidates are ranked together: similarity + weight × keyword coverage.
+    The weight is `on_topic` when the question names a code; else, when the best keyword match
+    covers at least `threshold` of the question, `on_topic` × that coverage ** `power` (power 0:
+    `on_topic` itself), and `off_topic` below it. Per embedder: bot/relevance.py."""
 
     threshold: float = 0.35
     on_topic: float = 2.0
     off_topic: float = 0.0
+    power: float = 0.0  # on topic, `on_topic` × the best match's coverage to this power
 
 
 def chunk_arguments(
@@ -424,7 +429,7 @@ def chunk_arguments(
         reader.tenant_id, reader.user_id, list(reader.public_departments), reader.platform,
         reader.channel_id, embedding, text, candidates, min_similarity, limit, identifiers(text),
         POSTINGS_BUDGET, fusion.threshold, fusion.on_topic, fusion.off_topic, departments,
-        scope.chunks,
+        scope.chunks, fusion.power,
     )  # fmt: skip
 
 

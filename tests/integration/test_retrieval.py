@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import ClassVar
 
 import asyncpg
@@ -21,6 +21,7 @@ from storage.retrieval import (
     HNSW_EF_SEARCH,
     HNSW_EF_SEARCH_FILTERED,
     ChunkHit,
+    Fusion,
     Reader,
     Scope,
     _enter_reader_role,
@@ -430,3 +431,38 @@ async def test_minilm_answers_a_question_in_other_words_and_declines_an_unrelate
     assert answered[0].document_id == leave
     assert answered[0].section_title == "Annual leave"
     assert await ask("What is the capital of Peru?") == []  # "nothing relevant" for this one
+
+
+@pytest.mark.parametrize(
+    ("fusion", "weight"),
+    [
+        # minilm: 2 × the best keyword match's coverage, squared.
+        (Fusion(threshold=0.0, on_topic=2.0, off_topic=0.0, power=2.0), lambda best: 2 * best**2),
+        # wordllama: 2 above a best coverage of 35 %, nothing below.
+        (Fusion(threshold=0.35, on_topic=2.0, off_topic=0.0), lambda best: 2 * (best >= 0.35)),
+    ],
+)  # fmt: skip
+async def test_keywords_weigh_what_the_calibration_says_for_the_best_match(
+    db: Database, fusion: Fusion, weight: Callable[[float], float]
+) -> None:
+    user = await add_user(db, "ana@example.com", ["hr"])
+    await add_document(db, HASH, "hr", "Handbook", {
+        "Leave": "Annual leave is 28 days; carry over unused leave until March.",
+        "Unpaid leave": "Unpaid leave is asked for with form HR-F12.",
+        "Parking": "Parking permits are issued by facilities on request.",
+        "Laptops": "Laptops are replaced every four years by the service desk.",
+    })  # fmt: skip
+    for question, codes in (("How many days of annual leave?", False),
+                            ("parking laptops leave quarterly", False),
+                            ("Is form HR-F12 needed for leave?", True)):  # fmt: skip
+        async with db.pool.acquire() as conn:
+            found = await search_chunks(conn, dm_reader(user), await HASH.embed_query(question),
+                                        question, limit=10, min_similarity=-1.0,
+                                        fusion=fusion)  # fmt: skip
+        hits = found.items
+        best = max(h.keyword_coverage for h in hits)
+        assert 0 < best < 1, question
+        # A code the documents hold counts keywords fully, whatever the best match covers.
+        expected = fusion.on_topic if codes else weight(best)
+        for hit in hits:
+            assert hit.score == pytest.approx(hit.similarity + expected * hit.keyword_coverage)
