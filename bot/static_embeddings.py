@@ -198,8 +198,7 @@ class MiniLMEmbedder:
             ]
         except Exception as exc:  # the tokenizer raises what it likes
             raise EmbeddingError(f"the {self.provider} model failed: {_first_line(exc)}") from exc
-        for batch in similar_lengths(dict(zip(wanted, lengths, strict=True)), self.batch_size):
-            positions = list(batch)
+        for positions in similar_lengths(dict(zip(wanted, lengths, strict=True)), self.batch_size):
             try:
                 rows = self._run(encoder, [texts[i] for i in positions])
             except Exception as exc:  # onnxruntime and the tokenizer raise what they like
