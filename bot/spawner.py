@@ -66,7 +66,14 @@ class Spawner:
     async def join(self) -> None:
         """Wait until every task started so far has finished (tests use this)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            pending = [task for task in self._tasks if not task.done()]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            else:
+                # Finished, but their done callbacks (which forget them) have not run yet:
+                # give the loop a turn. Gathering finished tasks returns without yielding, so
+                # that loop spun forever.
+                await asyncio.sleep(0)
 
     async def close(self, grace_seconds: float) -> None:
         """Refuse new work, give running tasks `grace_seconds`, then cancel the rest."""

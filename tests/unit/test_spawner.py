@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from bot.spawner import Spawner
 
@@ -50,3 +51,25 @@ async def test_a_task_cancelled_while_waiting_for_its_lane_never_starts() -> Non
     await tasks.close(grace_seconds=0.05)
     assert waiting.cancelled()
     assert started == [1]
+
+
+def test_join_returns_when_a_task_has_finished_before_the_loop_forgot_it() -> None:
+    """A task that finishes just before join() looks: done, still known, its done callback
+    queued behind join. join() must yield to the loop instead of spinning in place."""
+    joined: list[int] = []
+
+    async def scenario() -> None:
+        tasks = Spawner()
+        ready = asyncio.Event()
+        tasks.spawn(ready.wait(), name="quick")
+        await asyncio.sleep(0)  # the task waits on the event
+        ready.set()  # its wake-up is queued
+        await asyncio.sleep(0)  # it finishes; forgetting it is queued behind this coroutine
+        await tasks.join()
+        joined.append(tasks.running)
+
+    # In a thread with a deadline: a join that never yields would hang the test run itself.
+    thread = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert joined == [0]
